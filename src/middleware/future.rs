@@ -1,0 +1,180 @@
+//! The response future of [`ClientCredentials`](crate::ClientCredentials).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use crate::cache::{AcquireFuture, Slot};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::retry;
+
+pin_project! {
+    /// Response future for [`ClientCredentials`](crate::ClientCredentials).
+    ///
+    /// On a cache hit it is the inner service's future plus a status check: nothing is boxed.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future, S, B>,
+        slot: Option<Arc<Slot>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, B> {
+        // Not for the protected resource: the inner future, untouched.
+        Passthrough { #[pin] fut: F },
+        // Waiting for the shared token acquisition, holding the (ready) inner service.
+        Acquire {
+            token: AcquireFuture,
+            svc: Option<S>,
+            req: Option<Request<B>>,
+            replay: Option<(S, Request<B>)>,
+        },
+        // The authenticated request is in flight.
+        Call {
+            #[pin] fut: F,
+            generation: u64,
+            replay: Option<(S, Request<B>)>,
+        },
+        // The token was rejected: waiting for its replacement.
+        Renew { token: AcquireFuture, replay: Option<(S, Request<B>)> },
+        // Replaying once with the new token.
+        Replay { svc: S, req: Option<Request<B>> },
+        Replayed { #[pin] fut: F },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn passthrough(fut: S::Future) -> Self {
+        Self {
+            state: State::Passthrough { fut },
+            slot: None,
+        }
+    }
+
+    pub(crate) fn call(fut: S::Future, generation: u64, replay: Option<(S, Request<B>)>, slot: Arc<Slot>) -> Self {
+        Self {
+            state: State::Call { fut, generation, replay },
+            slot: Some(slot),
+        }
+    }
+
+    pub(crate) fn acquire(
+        token: AcquireFuture,
+        svc: S,
+        req: Request<B>,
+        replay: Option<(S, Request<B>)>,
+        slot: Arc<Slot>,
+    ) -> Self {
+        Self {
+            state: State::Acquire {
+                token,
+                svc: Some(svc),
+                req: Some(req),
+                replay,
+            },
+            slot: Some(slot),
+        }
+    }
+}
+
+fn polled_after_completion() -> BoxError {
+    Box::new(Error::new(ErrorKind::Runtime, "response future polled after completion"))
+}
+
+fn set_authorization<B>(req: &mut Request<B>, header: &HeaderValue) {
+    req.headers_mut().insert(AUTHORIZATION, header.clone());
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Passthrough { fut } => return fut.poll(cx).map_err(Into::into),
+                StateProj::Acquire { token, svc, req, replay } => {
+                    let token = ready!(token.as_mut().poll(cx))?;
+                    let (Some(mut svc), Some(mut req)) = (svc.take(), req.take()) else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let mut replay = replay.take();
+                    set_authorization(&mut req, &token.header);
+                    if let Some((_, copy)) = &mut replay {
+                        set_authorization(copy, &token.header);
+                    }
+                    let fut = svc.call(req);
+                    this.state.set(State::Call {
+                        fut,
+                        generation: token.generation,
+                        replay,
+                    });
+                }
+                StateProj::Call { fut, generation, replay } => {
+                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+                    if !retry::is_rejection(&response) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let Some(slot) = this.slot.as_ref() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    // Renew even when this request cannot be replayed: the next one gets the new
+                    // token. The renewal runs on its own task, so dropping the future is fine.
+                    let renewal = slot.renew_rejected(*generation);
+                    match (replay.take(), renewal) {
+                        (Some(replay), Some(token)) => {
+                            tracing::debug!("request refused with 401; replaying once with a new token");
+                            this.state.set(State::Renew { token, replay: Some(replay) });
+                        }
+                        _ => return Poll::Ready(Ok(response)),
+                    }
+                }
+                StateProj::Renew { token, replay } => {
+                    let token = ready!(token.as_mut().poll(cx))?;
+                    let Some((svc, mut req)) = replay.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    set_authorization(&mut req, &token.header);
+                    this.state.set(State::Replay { svc, req: Some(req) });
+                }
+                StateProj::Replay { svc, req } => {
+                    ready!(svc.poll_ready(cx)).map_err(Into::into)?;
+                    let Some(req) = req.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let fut = svc.call(req);
+                    this.state.set(State::Replayed { fut });
+                }
+                // The replay's answer goes back as it is, even a second 401: never a loop.
+                StateProj::Replayed { fut } => return fut.poll(cx).map_err(Into::into),
+            }
+        }
+    }
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
