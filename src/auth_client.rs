@@ -46,14 +46,20 @@ impl AuthHttpClient {
     /// Wraps any HTTP service.
     pub fn new<S, ResBody>(service: S) -> Self
     where
-        S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
+        S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
         let service = service
-            .map_response(|res: Response<ResBody>| res.map(|body| body.map_err(Into::into).boxed_unsync()))
+            .map_response(|res: Response<ResBody>| {
+                res.map(|body| body.map_err(Into::into).boxed_unsync())
+            })
             .map_err(Into::into);
         Self {
             inner: BoxCloneSyncService::new(service),
@@ -95,7 +101,10 @@ impl AuthHttpClient {
         }
     }
 
-    pub(crate) async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<AuthResponseBody>, BoxError> {
+    pub(crate) async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<AuthResponseBody>, BoxError> {
         self.inner.clone().oneshot(req).await
     }
 }

@@ -24,7 +24,11 @@ use crate::secret::ClientSecret;
 /// Characters left as they are by `application/x-www-form-urlencoded` encoding; everything else is
 /// percent-encoded (a space as `%20`, which every form decoder understands, RFC 6749 §2.3.1 and
 /// REFERENCE R46).
-const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.').remove(b'_');
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
 
 /// Form-urlencodes one name or value.
 pub(crate) fn form_encode(value: &str) -> impl fmt::Display + '_ {
@@ -204,15 +208,22 @@ mod tests {
         let mut form = Form::default();
         let header = creds.authenticate(&mut form).unwrap();
         assert!(header.is_sensitive());
-        assert!(form.as_str().is_empty(), "basic auth must not add body credentials");
+        assert!(
+            form.as_str().is_empty(),
+            "basic auth must not add body credentials"
+        );
         header.to_str().unwrap().to_owned()
     }
 
     #[test]
     fn basic_form_encodes_both_parts_before_base64() {
         // REFERENCE R46: id `my client`, secret `p+s%w:rd`.
-        let expected = base64::engine::general_purpose::STANDARD.encode("my%20client:p%2Bs%25w%3Ard");
-        assert_eq!(basic_of("my client", "p+s%w:rd"), format!("Basic {expected}"));
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode("my%20client:p%2Bs%25w%3Ard");
+        assert_eq!(
+            basic_of("my client", "p+s%w:rd"),
+            format!("Basic {expected}")
+        );
     }
 
     #[test]

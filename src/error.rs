@@ -183,7 +183,10 @@ impl Error {
 
     /// The server's `error_description`, escaped and truncated to 200 characters.
     pub fn error_description(&self) -> Option<&str> {
-        self.inner.oauth.as_ref().and_then(|o| o.description.as_deref())
+        self.inner
+            .oauth
+            .as_ref()
+            .and_then(|o| o.description.as_deref())
     }
 
     /// How long the server asked us to wait (`Retry-After`), if it did.
@@ -238,7 +241,10 @@ impl fmt::Debug for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
     }
 }
 
@@ -320,10 +326,16 @@ impl fmt::Display for ConfigError {
             ConfigError::MissingTokenEndpoint => f.write_str("no token endpoint configured"),
             ConfigError::EmptyClientId => f.write_str("client_id is empty"),
             ConfigError::InvalidScope { scope } => {
-                write!(f, "invalid scope {scope:?}: RFC 6749 §3.3 allows printable ASCII except space, '\"' and '\\'")
+                write!(
+                    f,
+                    "invalid scope {scope:?}: RFC 6749 §3.3 allows printable ASCII except space, '\"' and '\\'"
+                )
             }
             ConfigError::ReservedParameter { name } => {
-                write!(f, "token request parameter {name:?} is set by the crate and cannot be overridden")
+                write!(
+                    f,
+                    "token request parameter {name:?} is set by the crate and cannot be overridden"
+                )
             }
             ConfigError::InvalidSetting { name, reason } => write!(f, "invalid {name}: {reason}"),
         }
@@ -343,9 +355,17 @@ mod tests {
     #[test]
     fn display_keeps_status_code_and_truncated_description() {
         let long = "x".repeat(500);
-        let err = Error::endpoint(StatusCode::BAD_REQUEST, Some("invalid_client"), Some(&long), None);
+        let err = Error::endpoint(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_client"),
+            Some(&long),
+            None,
+        );
         let text = err.to_string();
-        assert!(text.starts_with("token endpoint error: HTTP 400 invalid_client ("), "{text}");
+        assert!(
+            text.starts_with("token endpoint error: HTTP 400 invalid_client ("),
+            "{text}"
+        );
         assert!(text.len() < 300, "{text}");
         assert!(!err.is_transient());
     }
@@ -359,7 +379,10 @@ mod tests {
             None,
         );
         let text = format!("{err} {err:?}");
-        assert!(!text.contains('\n') && !text.contains('\r') && !text.contains('\u{1b}'), "{text}");
+        assert!(
+            !text.contains('\n') && !text.contains('\r') && !text.contains('\u{1b}'),
+            "{text}"
+        );
     }
 
     #[test]

@@ -70,7 +70,9 @@ impl<B: 'static> CloneBody<B> for DefaultReplay {
 /// Moves a value of a type known (by `TypeId`) to be `B` into a `B`.
 fn cast<T: 'static, B: 'static>(value: T) -> Option<B> {
     let mut slot = Some(value);
-    (&mut slot as &mut dyn Any).downcast_mut::<Option<B>>().and_then(Option::take)
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<B>>()
+        .and_then(Option::take)
 }
 
 /// Never replays: a 401 is always returned to the caller (the cache still renews the token).
@@ -93,7 +95,10 @@ where
 }
 
 /// Copies a request for a later replay, or `None` if its body cannot be copied.
-pub(crate) fn clone_request<B, R: CloneBody<B>>(replay: &R, req: &Request<B>) -> Option<Request<B>> {
+pub(crate) fn clone_request<B, R: CloneBody<B>>(
+    replay: &R,
+    req: &Request<B>,
+) -> Option<Request<B>> {
     let body = replay.clone_body(req.body())?;
     let mut copy = Request::new(body);
     *copy.method_mut() = req.method().clone();
@@ -132,7 +137,10 @@ mod tests {
     #[test]
     fn default_replay_clones_in_memory_bodies() {
         let r = DefaultReplay;
-        assert!(CloneBody::<Full<Bytes>>::clone_body(&r, &Full::new(Bytes::from_static(b"x"))).is_some());
+        assert!(
+            CloneBody::<Full<Bytes>>::clone_body(&r, &Full::new(Bytes::from_static(b"x")))
+                .is_some()
+        );
         assert!(CloneBody::<Empty<Bytes>>::clone_body(&r, &Empty::new()).is_some());
         assert_eq!(r.clone_body(&String::from("s")), Some(String::from("s")));
         assert_eq!(r.clone_body(&vec![1u8]), Some(vec![1u8]));
@@ -144,7 +152,10 @@ mod tests {
 
     #[test]
     fn clone_request_keeps_everything() {
-        let mut req = Request::post("https://h/mcp").header("x-a", "1").body(String::from("body")).unwrap();
+        let mut req = Request::post("https://h/mcp")
+            .header("x-a", "1")
+            .body(String::from("body"))
+            .unwrap();
         req.extensions_mut().insert(7u32);
         let copy = clone_request(&DefaultReplay, &req).unwrap();
         assert_eq!(copy.method(), req.method());

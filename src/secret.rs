@@ -82,7 +82,10 @@ secret_type! {
 impl AccessToken {
     /// Compares two tokens in time independent of where they first differ.
     pub(crate) fn same_as(&self, other: &AccessToken) -> bool {
-        let (a, b) = (self.expose_secret().as_bytes(), other.expose_secret().as_bytes());
+        let (a, b) = (
+            self.expose_secret().as_bytes(),
+            other.expose_secret().as_bytes(),
+        );
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }

@@ -17,14 +17,21 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn new(uri: &Uri) -> Self {
-        let https = uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https"));
+        let https = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
         let authority = uri.authority();
         let host = authority.map_or("", |a| a.host()).to_ascii_lowercase();
         let port = authority
             .and_then(|a| a.port_u16())
             .unwrap_or(if https { 443 } else { 80 });
         let path = uri.path().trim_end_matches('/').to_owned();
-        Self { https, host, port, path }
+        Self {
+            https,
+            host,
+            port,
+            path,
+        }
     }
 
     /// Whether a request to `uri` may carry the resource's token. Requests without a scheme and
@@ -36,7 +43,9 @@ impl Target {
             Some(s) if s.eq_ignore_ascii_case("http") => false,
             _ => return false,
         };
-        let Some(authority) = uri.authority() else { return false };
+        let Some(authority) = uri.authority() else {
+            return false;
+        };
         https == self.https
             && authority.host().eq_ignore_ascii_case(&self.host)
             && authority.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
@@ -45,7 +54,9 @@ impl Target {
 }
 
 fn path_is_under(path: &str, prefix: &str) -> bool {
-    let Some(rest) = path.strip_prefix(prefix) else { return false };
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return false;
+    };
     if rest.is_empty() {
         return true;
     }
@@ -78,8 +89,15 @@ pub(crate) fn parse_url(url: &str, field: &'static str) -> Result<Uri, ConfigErr
 }
 
 /// Refuses plain `http`, except to loopback hosts when explicitly allowed (REFERENCE R19, R78).
-pub(crate) fn check_secure(uri: &Uri, field: &'static str, allow_http_loopback: bool) -> Result<(), ConfigError> {
-    if uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https")) {
+pub(crate) fn check_secure(
+    uri: &Uri,
+    field: &'static str,
+    allow_http_loopback: bool,
+) -> Result<(), ConfigError> {
+    if uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+    {
         return Ok(());
     }
     if allow_http_loopback && uri.host().is_some_and(is_loopback) {
@@ -117,7 +135,10 @@ mod tests {
         assert!(matches("https://H/mcp", "HTTPS://h/mcp"));
         assert!(matches("https://h", "https://h/anything"));
         assert!(matches("https://h/", "https://h/anything"));
-        assert!(matches("http://127.0.0.1:8080/mcp", "http://127.0.0.1:8080/mcp"));
+        assert!(matches(
+            "http://127.0.0.1:8080/mcp",
+            "http://127.0.0.1:8080/mcp"
+        ));
     }
 
     #[test]
@@ -143,10 +164,20 @@ mod tests {
         assert!(uri("https://as.example/token#frag").is_err());
         let http = uri("http://as.example/token").unwrap();
         assert!(check_secure(&http, "token_endpoint", true).is_err());
-        for loopback in ["http://127.0.0.1:1/t", "http://localhost/t", "http://[::1]:8/t"] {
+        for loopback in [
+            "http://127.0.0.1:1/t",
+            "http://localhost/t",
+            "http://[::1]:8/t",
+        ] {
             let u = uri(loopback).unwrap();
-            assert!(check_secure(&u, "token_endpoint", true).is_ok(), "{loopback}");
-            assert!(check_secure(&u, "token_endpoint", false).is_err(), "{loopback}");
+            assert!(
+                check_secure(&u, "token_endpoint", true).is_ok(),
+                "{loopback}"
+            );
+            assert!(
+                check_secure(&u, "token_endpoint", false).is_err(),
+                "{loopback}"
+            );
         }
     }
 }

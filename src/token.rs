@@ -72,7 +72,11 @@ impl TokenEndpoint {
 
     /// Requests a token, retrying transient failures with exponential backoff and full jitter,
     /// honouring `Retry-After`, within the attempt and total time limits.
-    pub(crate) async fn request(&self, scope: Option<&str>, clock: &Clock) -> Result<Issued, Error> {
+    pub(crate) async fn request(
+        &self,
+        scope: Option<&str>,
+        clock: &Clock,
+    ) -> Result<Issued, Error> {
         use tracing::Instrument as _;
         let span = tracing::info_span!(
             "token_request",
@@ -81,10 +85,16 @@ impl TokenEndpoint {
             grant = "client_credentials",
             auth_method = %self.credentials.auth_method(),
         );
-        self.request_with_retries(scope, clock).instrument(span).await
+        self.request_with_retries(scope, clock)
+            .instrument(span)
+            .await
     }
 
-    async fn request_with_retries(&self, scope: Option<&str>, clock: &Clock) -> Result<Issued, Error> {
+    async fn request_with_retries(
+        &self,
+        scope: Option<&str>,
+        clock: &Clock,
+    ) -> Result<Issued, Error> {
         let deadline = tokio::time::Instant::now() + self.retry.total_timeout;
         let started = tokio::time::Instant::now();
         let mut attempt = 1;
@@ -105,12 +115,21 @@ impl TokenEndpoint {
                         outcome = "issued",
                         "token issued"
                     );
-                    return Ok(Issued { token, header, expires_in, scope, started_ms });
+                    return Ok(Issued {
+                        token,
+                        header,
+                        expires_in,
+                        scope,
+                        started_ms,
+                    });
                 }
                 Err(err) => {
                     let wait = if err.is_transient() && attempt < self.retry.attempts {
                         let backoff = err.retry_after().unwrap_or_else(|| {
-                            let cap = self.retry.initial_backoff.saturating_mul(1 << (attempt - 1).min(16));
+                            let cap = self
+                                .retry
+                                .initial_backoff
+                                .saturating_mul(1 << (attempt - 1).min(16));
                             cap.mul_f64(crate::cache::random_fraction())
                         });
                         (tokio::time::Instant::now() + backoff < deadline).then_some(backoff)
@@ -157,7 +176,10 @@ impl TokenEndpoint {
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = self.url.clone();
         let headers = req.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         if let Some(auth) = auth {
             headers.insert(AUTHORIZATION, auth);
@@ -173,7 +195,13 @@ impl TokenEndpoint {
             .client
             .send(self.build_request(scope))
             .await
-            .map_err(|e| Error::with_source(ErrorKind::Transport, "could not reach the token endpoint", e))?;
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Transport,
+                    "could not reach the token endpoint",
+                    e,
+                )
+            })?;
         let (parts, body) = response.into_parts();
         let body = read_body(body).await?;
         let parsed = parse_response(parts.status, &parts.headers, &body)?;
@@ -182,14 +210,24 @@ impl TokenEndpoint {
 }
 
 /// Reads a response body, refusing more than [`MAX_BODY_BYTES`].
-pub(crate) async fn read_body(mut body: crate::auth_client::AuthResponseBody) -> Result<Bytes, Error> {
+pub(crate) async fn read_body(
+    mut body: crate::auth_client::AuthResponseBody,
+) -> Result<Bytes, Error> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|err| Error::with_source(ErrorKind::Transport, "could not read the response body", err))?;
+        let frame = frame.map_err(|err| {
+            Error::with_source(
+                ErrorKind::Transport,
+                "could not read the response body",
+                err,
+            )
+        })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > MAX_BODY_BYTES {
-                return Err(Error::new(ErrorKind::TokenResponse, "response body exceeds 1 MiB"));
+                return Err(Error::new(
+                    ErrorKind::TokenResponse,
+                    "response body exceeds 1 MiB",
+                ));
             }
             buf.extend_from_slice(&data);
         }
@@ -207,7 +245,11 @@ pub(crate) struct Parsed {
 }
 
 /// Turns a token endpoint answer into a token or a typed error. Never panics, never keeps the body.
-pub(crate) fn parse_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Parsed, Error> {
+pub(crate) fn parse_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Parsed, Error> {
     if status.is_redirection() {
         return Err(Error::endpoint(status, None, None, None)
             .with_message("the token endpoint redirected; redirects are not followed"));
@@ -231,11 +273,18 @@ pub(crate) fn parse_response(status: StatusCode, headers: &HeaderMap, body: &[u8
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         Error::new(
             ErrorKind::TokenResponse,
-            format!("body is not JSON (line {}, column {})", e.line(), e.column()),
+            format!(
+                "body is not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     let Value::Object(object) = value else {
-        return Err(Error::new(ErrorKind::TokenResponse, "body is not a JSON object"));
+        return Err(Error::new(
+            ErrorKind::TokenResponse,
+            "body is not a JSON object",
+        ));
     };
     let token = access_token(&object)?;
     check_token_type(&object)?;
@@ -243,10 +292,20 @@ pub(crate) fn parse_response(status: StatusCode, headers: &HeaderMap, body: &[u8
     let scope = match object.get("scope") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(Error::new(ErrorKind::TokenResponse, "scope is not a string")),
+        Some(_) => {
+            return Err(Error::new(
+                ErrorKind::TokenResponse,
+                "scope is not a string",
+            ));
+        }
     };
     let header = bearer_header(&token)?;
-    Ok(Parsed { token, header, expires_in, scope })
+    Ok(Parsed {
+        token,
+        header,
+        expires_in,
+        scope,
+    })
 }
 
 fn access_token(object: &Map<String, Value>) -> Result<AccessToken, Error> {
@@ -265,8 +324,14 @@ fn access_token(object: &Map<String, Value>) -> Result<AccessToken, Error> {
             }
             Ok(AccessToken::new(token.as_str()))
         }
-        Some(_) => Err(Error::new(ErrorKind::TokenResponse, "access_token is not a string")),
-        None => Err(Error::new(ErrorKind::TokenResponse, "access_token is missing")),
+        Some(_) => Err(Error::new(
+            ErrorKind::TokenResponse,
+            "access_token is not a string",
+        )),
+        None => Err(Error::new(
+            ErrorKind::TokenResponse,
+            "access_token is missing",
+        )),
     }
 }
 
@@ -283,7 +348,10 @@ fn check_token_type(object: &Map<String, Value>) -> Result<(), Error> {
             ErrorKind::TokenResponse,
             format!("unsupported token_type \"{}\"", escape_for_message(t)),
         )),
-        Some(_) => Err(Error::new(ErrorKind::TokenResponse, "token_type is not a string")),
+        Some(_) => Err(Error::new(
+            ErrorKind::TokenResponse,
+            "token_type is not a string",
+        )),
     }
 }
 
@@ -291,7 +359,12 @@ fn check_token_type(object: &Map<String, Value>) -> Result<(), Error> {
 const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
 
 fn expires_in(object: &Map<String, Value>) -> Result<Option<Duration>, Error> {
-    let invalid = || Error::new(ErrorKind::TokenResponse, "expires_in is not a non-negative number of seconds");
+    let invalid = || {
+        Error::new(
+            ErrorKind::TokenResponse,
+            "expires_in is not a non-negative number of seconds",
+        )
+    };
     let seconds = match object.get("expires_in") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
@@ -316,8 +389,12 @@ fn expires_in(object: &Map<String, Value>) -> Result<Option<Duration>, Error> {
 /// server used for `token_type` (R3), marked sensitive so HTTP/2 never indexes it.
 pub(crate) fn bearer_header(token: &AccessToken) -> Result<HeaderValue, Error> {
     let value = zeroize::Zeroizing::new(format!("Bearer {}", token.expose_secret()));
-    let mut header = HeaderValue::from_str(&value)
-        .map_err(|_| Error::new(ErrorKind::InvalidToken, "access token is not a valid header value"))?;
+    let mut header = HeaderValue::from_str(&value).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidToken,
+            "access token is not a valid header value",
+        )
+    })?;
     header.set_sensitive(true);
     Ok(header)
 }
@@ -325,7 +402,10 @@ pub(crate) fn bearer_header(token: &AccessToken) -> Result<HeaderValue, Error> {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     // Only the delay-seconds form; an HTTP-date falls back to our own backoff.
-    value.parse::<u64>().ok().map(|s| Duration::from_secs(s.min(300)))
+    value
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(300)))
 }
 
 #[cfg(test)]
@@ -355,13 +435,29 @@ mod tests {
 
     #[test]
     fn expires_in_as_string_number_or_float() {
-        let e = |v: &str| ok(&format!(r#"{{"access_token":"a","token_type":"Bearer","expires_in":{v}}}"#)).map(|p| p.expires_in);
+        let e = |v: &str| {
+            ok(&format!(
+                r#"{{"access_token":"a","token_type":"Bearer","expires_in":{v}}}"#
+            ))
+            .map(|p| p.expires_in)
+        };
         assert_eq!(e(r#""3600""#).unwrap(), Some(Duration::from_secs(3600)));
         assert_eq!(e(r#"" 59 ""#).unwrap(), Some(Duration::from_secs(59)));
         assert_eq!(e("3599.0").unwrap(), Some(Duration::from_secs(3599)));
         assert_eq!(e("null").unwrap(), None);
-        assert_eq!(e("99999999999999999999").unwrap(), Some(Duration::from_secs(MAX_EXPIRES_IN)));
-        for bad in ["-1", r#""12abc""#, r#""""#, r#""-5""#, "true", "[1]", "-0.5"] {
+        assert_eq!(
+            e("99999999999999999999").unwrap(),
+            Some(Duration::from_secs(MAX_EXPIRES_IN))
+        );
+        for bad in [
+            "-1",
+            r#""12abc""#,
+            r#""""#,
+            r#""-5""#,
+            "true",
+            "[1]",
+            "-0.5",
+        ] {
             let err = e(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::TokenResponse, "{bad}");
         }
@@ -369,17 +465,41 @@ mod tests {
 
     #[test]
     fn control_characters_in_token_are_refused() {
-        for token in ["a\\r\\nX-Evil: 1", "a b", "caf\\u00e9", "tab\\there", "nul\\u0000"] {
-            let err = ok(&format!(r#"{{"access_token":"{token}","token_type":"Bearer"}}"#)).unwrap_err();
+        for token in [
+            "a\\r\\nX-Evil: 1",
+            "a b",
+            "caf\\u00e9",
+            "tab\\there",
+            "nul\\u0000",
+        ] {
+            let err = ok(&format!(
+                r#"{{"access_token":"{token}","token_type":"Bearer"}}"#
+            ))
+            .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidToken, "{token}");
             assert!(!err.to_string().contains("X-Evil"));
         }
-        assert_eq!(ok(r#"{"access_token":"","token_type":"Bearer"}"#).unwrap_err().kind(), ErrorKind::InvalidToken);
+        assert_eq!(
+            ok(r#"{"access_token":"","token_type":"Bearer"}"#)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidToken
+        );
     }
 
     #[test]
     fn malformed_bodies_are_typed_errors() {
-        for body in ["", "not json", "[]", "42", r#"{"token_type":"Bearer"}"#, r#"{"access_token":5}"#, r#"{"access_token":"a","scope":1}"#, "{\"access_token\":\"a\"", "\u{0}"] {
+        for body in [
+            "",
+            "not json",
+            "[]",
+            "42",
+            r#"{"token_type":"Bearer"}"#,
+            r#"{"access_token":5}"#,
+            r#"{"access_token":"a","scope":1}"#,
+            "{\"access_token\":\"a\"",
+            "\u{0}",
+        ] {
             let err = ok(body).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::TokenResponse, "{body:?}");
         }
@@ -409,7 +529,12 @@ mod tests {
 
     #[test]
     fn non_json_error_bodies_keep_only_the_status() {
-        let err = parse_response(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"<html>upstream hunter2</html>").unwrap_err();
+        let err = parse_response(
+            StatusCode::BAD_GATEWAY,
+            &HeaderMap::new(),
+            b"<html>upstream hunter2</html>",
+        )
+        .unwrap_err();
         assert!(err.is_transient());
         assert!(!format!("{err} {err:?}").contains("hunter2"));
     }

@@ -39,7 +39,10 @@ impl MockAs {
     }
 
     fn then(&self, status: u16, headers: Vec<(&'static str, &'static str)>, body: &str) {
-        self.script.lock().unwrap().push_back((status, headers, body.to_owned()));
+        self.script
+            .lock()
+            .unwrap()
+            .push_back((status, headers, body.to_owned()));
     }
 
     fn count(&self) -> usize {
@@ -47,9 +50,15 @@ impl MockAs {
     }
 
     fn valid(&self, header: Option<&str>) -> bool {
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+            return false;
+        };
         let now = Instant::now();
-        self.issued.lock().unwrap().iter().any(|(t, exp)| t == token && now < *exp)
+        self.issued
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(t, exp)| t == token && now < *exp)
     }
 
     fn client(self: &Arc<Self>) -> AuthHttpClient {
@@ -65,7 +74,9 @@ impl MockAs {
                     let expires = Instant::now() + Duration::from_secs(lifetime.unwrap_or(300));
                     mock.issued.lock().unwrap().push((token.clone(), expires));
                     let body = match lifetime {
-                        Some(l) => format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":{l}}}"#),
+                        Some(l) => format!(
+                            r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":{l}}}"#
+                        ),
                         None => format!(r#"{{"access_token":"{token}","token_type":"Bearer"}}"#),
                     };
                     (200, vec![], body)
@@ -81,38 +92,59 @@ impl MockAs {
 }
 
 fn builder(mock: &Arc<MockAs>) -> ClientCredentialsBuilder {
-    ClientCredentialsLayer::builder(RESOURCE, Credentials::client_secret_basic("svc", "hunter2").unwrap())
-        .unwrap()
-        .token_endpoint("https://auth.example.com/token")
-        .unwrap()
-        .http_client(mock.client())
+    ClientCredentialsLayer::builder(
+        RESOURCE,
+        Credentials::client_secret_basic("svc", "hunter2").unwrap(),
+    )
+    .unwrap()
+    .token_endpoint("https://auth.example.com/token")
+    .unwrap()
+    .http_client(mock.client())
 }
 
 /// A resource that accepts only tokens the mock issued and that have not expired (by Tokio time).
 fn resource(
     mock: &Arc<MockAs>,
     unauthorized: Arc<AtomicUsize>,
-) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-+ Clone
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
 + Send
 + 'static {
     let mock = Arc::clone(mock);
     service_fn(move |req: Request<Full<Bytes>>| {
-        let ok = mock.valid(req.headers().get("authorization").and_then(|h| h.to_str().ok()));
+        let ok = mock.valid(
+            req.headers()
+                .get("authorization")
+                .and_then(|h| h.to_str().ok()),
+        );
         if !ok {
             unauthorized.fetch_add(1, Ordering::SeqCst);
         }
-        let status = if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
-        std::future::ready(Ok(Response::builder().status(status).body(Full::new(Bytes::new())).unwrap()))
+        let status = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        std::future::ready(Ok(Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::new()))
+            .unwrap()))
     })
 }
 
 fn request() -> Request<Full<Bytes>> {
-    Request::post(RESOURCE).body(Full::new(Bytes::from_static(b"{}"))).unwrap()
+    Request::post(RESOURCE)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
 }
 
 fn auth_error(err: BoxError) -> Error {
-    *err.downcast::<Error>().expect("a tower_client_credentials::Error")
+    *err.downcast::<Error>()
+        .expect("a tower_client_credentials::Error")
 }
 
 #[tokio::test(start_paused = true)]
@@ -132,7 +164,9 @@ async fn steady_stream_never_waits_and_never_sees_401() {
     while started.elapsed() < Duration::from_secs(300) {
         svc.ready().await.unwrap();
         let response = svc.call(request()).now_or_never();
-        let response = response.expect("a request waited for the token endpoint").unwrap();
+        let response = response
+            .expect("a request waited for the token endpoint")
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         sent += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,7 +175,10 @@ async fn steady_stream_never_waits_and_never_sees_401() {
     assert_eq!(unauthorized.load(Ordering::SeqCst), 0);
     // A 60 s token is refreshed 30-36 s before expiry: one request per 24-30 s, no more.
     let tokens = mock.count();
-    assert!((10..=14).contains(&tokens), "{tokens} token requests in 300 s");
+    assert!(
+        (10..=14).contains(&tokens),
+        "{tokens} token requests in 300 s"
+    );
 }
 
 trait LayerExt {
@@ -165,16 +202,30 @@ async fn background_worker_refreshes_while_idle_and_stops_with_the_last_handle()
     // No request at all for 1000 s: the worker still refreshes ahead of each expiry.
     tokio::time::sleep(Duration::from_secs(1000)).await;
     let refreshed = mock.count();
-    assert!(refreshed >= 11, "only {refreshed} token requests while idle");
+    assert!(
+        refreshed >= 11,
+        "only {refreshed} token requests while idle"
+    );
 
     // The token in the cache is valid right now.
     let mut svc2 = svc.clone();
-    let response = svc2.ready().await.unwrap().call(request()).now_or_never().unwrap().unwrap();
+    let response = svc2
+        .ready()
+        .await
+        .unwrap()
+        .call(request())
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
     drop((layer, svc, svc2));
     tokio::time::sleep(Duration::from_secs(1000)).await;
-    assert_eq!(mock.count(), refreshed, "the worker kept refreshing after every handle was dropped");
+    assert_eq!(
+        mock.count(),
+        refreshed,
+        "the worker kept refreshing after every handle was dropped"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -201,7 +252,9 @@ async fn cold_start_makes_one_token_request_for_many_callers() {
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let svc = svc.clone();
-        tasks.push(tokio::spawn(async move { svc.oneshot(request()).await.map(|r| r.status()) }));
+        tasks.push(tokio::spawn(async move {
+            svc.oneshot(request()).await.map(|r| r.status())
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), StatusCode::OK);
@@ -216,11 +269,21 @@ async fn a_dropped_caller_does_not_cancel_the_acquisition() {
     let mut svc = layer.layer_service(resource(&mock, Arc::new(AtomicUsize::new(0))));
     svc.ready().await.unwrap();
     let first = svc.call(request());
-    assert!(first.now_or_never().is_none(), "the cold request must wait for a token");
+    assert!(
+        first.now_or_never().is_none(),
+        "the cold request must wait for a token"
+    );
     // The caller gave up; the token request goes on.
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(mock.count(), 1);
-    let response = svc.ready().await.unwrap().call(request()).now_or_never().unwrap().unwrap();
+    let response = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request())
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(mock.count(), 1);
 }
@@ -234,7 +297,10 @@ async fn transient_failures_are_retried_with_backoff_honouring_retry_after() {
     let started = Instant::now();
     layer.warm_up().await.unwrap();
     assert_eq!(mock.count(), 3);
-    assert!(started.elapsed() >= Duration::from_secs(3), "Retry-After ignored");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "Retry-After ignored"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -243,7 +309,11 @@ async fn retries_stop_after_the_configured_attempts() {
     for _ in 0..5 {
         mock.then(503, vec![], "");
     }
-    let layer = builder(&mock).token_request_attempts(2).unwrap().build().unwrap();
+    let layer = builder(&mock)
+        .token_request_attempts(2)
+        .unwrap()
+        .build()
+        .unwrap();
     let err = layer.warm_up().await.unwrap_err();
     assert!(err.is_transient());
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
@@ -253,17 +323,35 @@ async fn retries_stop_after_the_configured_attempts() {
 #[tokio::test(start_paused = true)]
 async fn permanent_failures_are_not_retried_and_are_remembered_briefly() {
     let mock = MockAs::new(Some(3600));
-    mock.then(401, vec![], r#"{"error":"invalid_client","error_description":"unknown client"}"#);
+    mock.then(
+        401,
+        vec![],
+        r#"{"error":"invalid_client","error_description":"unknown client"}"#,
+    );
     let layer = builder(&mock).build().unwrap();
     let mut svc = layer.layer_service(resource(&mock, Arc::new(AtomicUsize::new(0))));
 
-    let err = auth_error(svc.ready().await.unwrap().call(request()).await.unwrap_err());
+    let err = auth_error(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.kind(), ErrorKind::TokenEndpoint);
     assert_eq!(err.oauth_error(), Some("invalid_client"));
     assert_eq!(mock.count(), 1);
 
     // Within the negative-cache window: the same error, no new request.
-    let err = auth_error(svc.ready().await.unwrap().call(request()).await.unwrap_err());
+    let err = auth_error(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.oauth_error(), Some("invalid_client"));
     assert_eq!(mock.count(), 1);
 
@@ -282,7 +370,10 @@ async fn a_resource_that_always_says_401_gets_one_replay_and_bounded_renewals() 
     let always_401 = service_fn(move |_req: Request<Full<Bytes>>| {
         counter.fetch_add(1, Ordering::SeqCst);
         std::future::ready(Ok::<_, Infallible>(
-            Response::builder().status(401).body(Full::new(Bytes::new())).unwrap(),
+            Response::builder()
+                .status(401)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
         ))
     });
     let svc = layer.layer_service(always_401);
@@ -317,13 +408,22 @@ async fn concurrent_401s_for_one_token_cause_one_renewal() {
     let checker = Arc::clone(&mock);
     let refused = Arc::clone(&unauthorized);
     let slow = service_fn(move |req: Request<Full<Bytes>>| {
-        let ok = checker.valid(req.headers().get("authorization").and_then(|h| h.to_str().ok()));
+        let ok = checker.valid(
+            req.headers()
+                .get("authorization")
+                .and_then(|h| h.to_str().ok()),
+        );
         if !ok {
             refused.fetch_add(1, Ordering::SeqCst);
         }
         async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            Ok::<_, Infallible>(Response::builder().status(if ok { 200 } else { 401 }).body(Full::new(Bytes::new())).unwrap())
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(if ok { 200 } else { 401 })
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
         }
     });
     let svc = layer.layer_service(slow);
@@ -334,7 +434,9 @@ async fn concurrent_401s_for_one_token_cause_one_renewal() {
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let svc = svc.clone();
-        tasks.push(tokio::spawn(async move { svc.oneshot(request()).await.map(|r| r.status()) }));
+        tasks.push(tokio::spawn(async move {
+            svc.oneshot(request()).await.map(|r| r.status())
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), StatusCode::OK);
@@ -362,15 +464,28 @@ async fn an_unreplayable_body_gets_its_401_back_and_the_next_request_the_new_tok
     mock.issued.lock().unwrap().clear();
     let checker = Arc::clone(&mock);
     let inner = service_fn(move |req: Request<Streaming>| {
-        let ok = checker.valid(req.headers().get("authorization").and_then(|h| h.to_str().ok()));
+        let ok = checker.valid(
+            req.headers()
+                .get("authorization")
+                .and_then(|h| h.to_str().ok()),
+        );
         std::future::ready(Ok::<_, Infallible>(
-            Response::builder().status(if ok { 200 } else { 401 }).body(Full::new(Bytes::new())).unwrap(),
+            Response::builder()
+                .status(if ok { 200 } else { 401 })
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
         ))
     });
     let svc = layer.layer_service(inner);
     let stream = || Request::post(RESOURCE).body(Streaming).unwrap();
-    assert_eq!(svc.clone().oneshot(stream()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        svc.clone().oneshot(stream()).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(svc.clone().oneshot(stream()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        svc.clone().oneshot(stream()).await.unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(mock.count(), 2);
 }

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use support::{AuthServer, AuthServerConfig, McpServer, TokenOverride, jsonrpc};
 use tower::{Service, ServiceBuilder, ServiceExt as _, service_fn};
 use tower_client_credentials::{
-    BoxError, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsLayer, ClientSecret, ConfigError,
-    Credentials, Error, ErrorKind,
+    BoxError, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsLayer, ClientSecret,
+    ConfigError, Credentials, Error, ErrorKind,
 };
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
@@ -72,7 +72,8 @@ where
 }
 
 fn auth_error(err: BoxError) -> Error {
-    *err.downcast::<Error>().expect("a tower_client_credentials::Error")
+    *err.downcast::<Error>()
+        .expect("a tower_client_credentials::Error")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +86,11 @@ async fn five_hundred_concurrent_cold_requests_make_one_token_request() {
     for id in 0..500 {
         let svc = svc.clone();
         let url = env.mcp.url();
-        tasks.push(tokio::spawn(async move { svc.oneshot(call(&url, id, "tools/list")).await.map(|r| r.status()) }));
+        tasks.push(tokio::spawn(async move {
+            svc.oneshot(call(&url, id, "tools/list"))
+                .await
+                .map(|r| r.status())
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), StatusCode::OK);
@@ -98,8 +103,20 @@ async fn five_hundred_concurrent_cold_requests_make_one_token_request() {
 #[tokio::test]
 async fn tools_list_and_call_carry_the_bearer_token() {
     let env = env(AuthServerConfig::default()).await;
-    let mut svc = service(builder(&env, demo()).scopes(["mcp:tools"]).unwrap().build().unwrap());
-    let list = svc.ready().await.unwrap().call(call(&env.mcp.url(), 1, "tools/list")).await.unwrap();
+    let mut svc = service(
+        builder(&env, demo())
+            .scopes(["mcp:tools"])
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    let list = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(&env.mcp.url(), 1, "tools/list"))
+        .await
+        .unwrap();
     assert_eq!(list.status(), StatusCode::OK);
     assert_eq!(json_body(list).await["result"]["tools"][0]["name"], "echo");
     let echo = Request::post(env.mcp.url())
@@ -111,26 +128,51 @@ async fn tools_list_and_call_carry_the_bearer_token() {
         ))))
         .unwrap();
     let echoed = svc.ready().await.unwrap().call(echo).await.unwrap();
-    assert_eq!(json_body(echoed).await["result"]["content"][0]["text"], "hi");
+    assert_eq!(
+        json_body(echoed).await["result"]["content"][0]["text"],
+        "hi"
+    );
 
     let issued = &env.auth.state().issued()[0];
     let seen = env.mcp.seen_authorization();
     assert_eq!(seen.len(), 2);
     for header in seen {
-        assert_eq!(header.as_deref(), Some(format!("Bearer {}", issued.access_token).as_str()));
+        assert_eq!(
+            header.as_deref(),
+            Some(format!("Bearer {}", issued.access_token).as_str())
+        );
     }
     // One token request, with the wire details REFERENCE requires.
     let recorded = env.auth.state().recorded();
     assert_eq!(recorded.len(), 1);
     let token_request = &recorded[0];
     assert_eq!(token_request.method, "POST");
-    assert_eq!(token_request.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        token_request.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
     assert_eq!(token_request.accept.as_deref(), Some("application/json"));
-    assert_eq!(token_request.param("grant_type"), Some("client_credentials"));
-    assert_eq!(token_request.param("resource"), Some(env.mcp.url().as_str()));
+    assert_eq!(
+        token_request.param("grant_type"),
+        Some("client_credentials")
+    );
+    assert_eq!(
+        token_request.param("resource"),
+        Some(env.mcp.url().as_str())
+    );
     assert_eq!(token_request.param("scope"), Some("mcp:tools"));
-    assert_eq!(token_request.param("client_secret"), None, "basic auth must not put the secret in the body");
-    assert!(token_request.authorization.as_deref().unwrap().starts_with("Basic "));
+    assert_eq!(
+        token_request.param("client_secret"),
+        None,
+        "basic auth must not put the secret in the body"
+    );
+    assert!(
+        token_request
+            .authorization
+            .as_deref()
+            .unwrap()
+            .starts_with("Basic ")
+    );
 }
 
 #[tokio::test]
@@ -155,11 +197,23 @@ async fn resource_is_sent_verbatim_without_a_trailing_slash() {
 async fn a_revoked_token_is_replayed_once_with_a_new_token() {
     let env = env(AuthServerConfig::default()).await;
     let mut svc = service(builder(&env, demo()).build().unwrap());
-    let ok = svc.ready().await.unwrap().call(call(&env.mcp.url(), 1, "tools/list")).await.unwrap();
+    let ok = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(&env.mcp.url(), 1, "tools/list"))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), StatusCode::OK);
 
     env.auth.state().revoke_all();
-    let replayed = svc.ready().await.unwrap().call(call(&env.mcp.url(), 2, "tools/list")).await.unwrap();
+    let replayed = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(&env.mcp.url(), 2, "tools/list"))
+        .await
+        .unwrap();
     assert_eq!(replayed.status(), StatusCode::OK);
     assert_eq!(json_body(replayed).await["id"], 2);
     assert_eq!(env.auth.state().token_requests(), 2);
@@ -174,9 +228,14 @@ async fn a_second_401_is_returned_not_looped() {
     let env = env(AuthServerConfig::default()).await;
     env.mcp.set_always_401(true);
     let svc = service(builder(&env, demo()).build().unwrap());
-    let response = svc.oneshot(call(&env.mcp.url(), 1, "tools/list")).await.unwrap();
+    let response = svc
+        .oneshot(call(&env.mcp.url(), 1, "tools/list"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let challenge = tower_client_credentials::challenge::BearerChallenge::from_headers(response.headers()).unwrap();
+    let challenge =
+        tower_client_credentials::challenge::BearerChallenge::from_headers(response.headers())
+            .unwrap();
     assert!(challenge.is_invalid_token());
     assert_eq!(env.mcp.requests(), 2);
     assert_eq!(env.auth.state().token_requests(), 2);
@@ -187,14 +246,30 @@ async fn other_origins_and_paths_never_see_the_token() {
     let env = env(AuthServerConfig::default()).await;
     let other = McpServer::start(env.auth.state(), env.auth.url(), "/mcp").await;
     let mut svc = service(builder(&env, demo()).build().unwrap());
-    let response = svc.ready().await.unwrap().call(call(&other.url(), 1, "tools/list")).await.unwrap();
+    let response = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(&other.url(), 1, "tools/list"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(other.seen_authorization(), vec![None]);
     // Same origin, a path outside the resource: not ours either.
     let outside = format!("{}/admin", env.mcp.origin());
-    let _ = svc.ready().await.unwrap().call(call(&outside, 2, "tools/list")).await.unwrap();
+    let _ = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(&outside, 2, "tools/list"))
+        .await
+        .unwrap();
     assert_eq!(env.mcp.seen_authorization(), vec![None]);
-    assert_eq!(env.auth.state().token_requests(), 0, "no token is fetched for foreign requests");
+    assert_eq!(
+        env.auth.state().token_requests(),
+        0,
+        "no token is fetched for foreign requests"
+    );
 }
 
 #[tokio::test]
@@ -207,21 +282,35 @@ async fn client_secret_basic_form_encodes_awkward_secrets() {
     .await;
     let creds = Credentials::client_secret_basic("app id", secret).unwrap();
     let svc = service(builder(&env, creds).build().unwrap());
-    let response = svc.oneshot(call(&env.mcp.url(), 1, "tools/list")).await.unwrap();
+    let response = svc
+        .oneshot(call(&env.mcp.url(), 1, "tools/list"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let header = env.auth.state().recorded()[0].authorization.clone().unwrap();
+    let header = env.auth.state().recorded()[0]
+        .authorization
+        .clone()
+        .unwrap();
     use base64::Engine as _;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(header.trim_start_matches("Basic "))
         .unwrap();
-    assert_eq!(String::from_utf8(decoded).unwrap(), "app%20id:p%2Bss%2Fw%3Ard%25%C3%A9%20x");
+    assert_eq!(
+        String::from_utf8(decoded).unwrap(),
+        "app%20id:p%2Bss%2Fw%3Ard%25%C3%A9%20x"
+    );
 }
 
 #[tokio::test]
 async fn client_secret_post_sends_both_fields_in_the_body() {
     let env = env(AuthServerConfig::default()).await;
     let creds = Credentials::client_secret_post("demo-client", "demo-secret").unwrap();
-    builder(&env, creds).build().unwrap().warm_up().await.unwrap();
+    builder(&env, creds)
+        .build()
+        .unwrap()
+        .warm_up()
+        .await
+        .unwrap();
     let recorded = &env.auth.state().recorded()[0];
     assert_eq!(recorded.authorization, None);
     assert_eq!(recorded.param("client_id"), Some("demo-client"));
@@ -230,7 +319,9 @@ async fn client_secret_post_sends_both_fields_in_the_body() {
 
 async fn warm_up_with(body: &str) -> (Env, Result<(), Error>) {
     let env = env(AuthServerConfig::default()).await;
-    env.auth.state().set_override(Some(TokenOverride::json(200, body)));
+    env.auth
+        .state()
+        .set_override(Some(TokenOverride::json(200, body)));
     let layer = builder(&env, demo()).build().unwrap();
     let result = layer.warm_up().await;
     (env, result)
@@ -240,16 +331,32 @@ async fn warm_up_with(body: &str) -> (Env, Result<(), Error>) {
 async fn malformed_token_responses_are_typed_errors() {
     let cases = [
         ("not json", ErrorKind::TokenResponse),
-        (r#"{"token_type":"Bearer","expires_in":60}"#, ErrorKind::TokenResponse),
-        (r#"{"access_token":"abc\r\nX-Evil: 1","token_type":"Bearer"}"#, ErrorKind::InvalidToken),
-        (r#"{"access_token":"abc","token_type":"mac"}"#, ErrorKind::TokenResponse),
-        (r#"{"access_token":"abc","token_type":"Bearer","expires_in":"soon"}"#, ErrorKind::TokenResponse),
+        (
+            r#"{"token_type":"Bearer","expires_in":60}"#,
+            ErrorKind::TokenResponse,
+        ),
+        (
+            r#"{"access_token":"abc\r\nX-Evil: 1","token_type":"Bearer"}"#,
+            ErrorKind::InvalidToken,
+        ),
+        (
+            r#"{"access_token":"abc","token_type":"mac"}"#,
+            ErrorKind::TokenResponse,
+        ),
+        (
+            r#"{"access_token":"abc","token_type":"Bearer","expires_in":"soon"}"#,
+            ErrorKind::TokenResponse,
+        ),
     ];
     for (body, kind) in cases {
         let (env, result) = warm_up_with(body).await;
         let err = result.unwrap_err();
         assert_eq!(err.kind(), kind, "{body}");
-        assert_eq!(env.auth.state().token_requests(), 1, "permanent errors are not retried: {body}");
+        assert_eq!(
+            env.auth.state().token_requests(),
+            1,
+            "permanent errors are not retried: {body}"
+        );
         assert!(!format!("{err} {err:?}").contains("X-Evil"));
     }
 }
@@ -257,18 +364,26 @@ async fn malformed_token_responses_are_typed_errors() {
 #[tokio::test]
 async fn a_token_with_crlf_is_never_sent_to_the_resource() {
     let env = env(AuthServerConfig::default()).await;
-    env.auth
-        .state()
-        .set_override(Some(TokenOverride::json(200, r#"{"access_token":"a\r\nX-Evil: 1","token_type":"Bearer"}"#)));
+    env.auth.state().set_override(Some(TokenOverride::json(
+        200,
+        r#"{"access_token":"a\r\nX-Evil: 1","token_type":"Bearer"}"#,
+    )));
     let svc = service(builder(&env, demo()).build().unwrap());
-    let err = auth_error(svc.oneshot(call(&env.mcp.url(), 1, "tools/list")).await.unwrap_err());
+    let err = auth_error(
+        svc.oneshot(call(&env.mcp.url(), 1, "tools/list"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.kind(), ErrorKind::InvalidToken);
     assert_eq!(env.mcp.requests(), 0);
 }
 
 #[tokio::test]
 async fn a_huge_token_response_is_refused() {
-    let huge = format!(r#"{{"access_token":"{}","token_type":"Bearer"}}"#, "a".repeat(2 * 1024 * 1024));
+    let huge = format!(
+        r#"{{"access_token":"{}","token_type":"Bearer"}}"#,
+        "a".repeat(2 * 1024 * 1024)
+    );
     let (_env, result) = warm_up_with(&huge).await;
     let err = result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TokenResponse);
@@ -283,15 +398,21 @@ async fn lenient_fields_are_accepted() {
         r#"{"access_token":"abc","token_type":"Bearer","expires_in":3600,"refresh_token":"r","extra":{"x":1}}"#,
     ] {
         let env = env(AuthServerConfig::default()).await;
-        env.auth.state().set_override(Some(TokenOverride::json(200, body)));
+        env.auth
+            .state()
+            .set_override(Some(TokenOverride::json(200, body)));
         let seen = Arc::new(Mutex::new(None));
         let record = Arc::clone(&seen);
         let layer = builder(&env, demo()).build().unwrap();
-        let svc = ServiceBuilder::new().layer(layer).service(service_fn(move |req: Request<Full<Bytes>>| {
-            *record.lock().unwrap() = req.headers().get("authorization").cloned();
-            std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))))
-        }));
-        svc.oneshot(call(&env.mcp.url(), 1, "tools/list")).await.unwrap();
+        let svc = ServiceBuilder::new().layer(layer).service(service_fn(
+            move |req: Request<Full<Bytes>>| {
+                *record.lock().unwrap() = req.headers().get("authorization").cloned();
+                std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))))
+            },
+        ));
+        svc.oneshot(call(&env.mcp.url(), 1, "tools/list"))
+            .await
+            .unwrap();
         let header = seen.lock().unwrap().clone().unwrap();
         assert_eq!(header, "Bearer abc", "{body}");
         assert!(header.is_sensitive());
@@ -303,7 +424,11 @@ async fn oauth_errors_carry_status_and_code_not_the_body() {
     let env = env(AuthServerConfig::default()).await;
     let creds = Credentials::client_secret_basic("demo-client", "wrong-secret").unwrap();
     let svc = service(builder(&env, creds).build().unwrap());
-    let err = auth_error(svc.oneshot(call(&env.mcp.url(), 1, "tools/list")).await.unwrap_err());
+    let err = auth_error(
+        svc.oneshot(call(&env.mcp.url(), 1, "tools/list"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.kind(), ErrorKind::TokenEndpoint);
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
     assert_eq!(err.oauth_error(), Some("invalid_client"));
@@ -327,7 +452,10 @@ async fn composes_with_tower_http_layers() {
         .layer(TimeoutLayer::new(Duration::from_secs(10)))
         .layer(FollowRedirectLayer::new())
         .service(http_client());
-    let response = svc.oneshot(call(&env.mcp.url(), 1, "tools/list")).await.unwrap();
+    let response = svc
+        .oneshot(call(&env.mcp.url(), 1, "tools/list"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(env.mcp.requests(), 1);
 }
@@ -336,24 +464,62 @@ async fn composes_with_tower_http_layers() {
 async fn configuration_errors_are_typed() {
     let creds = demo();
     let err = ClientCredentialsLayer::builder("not a url", creds.clone()).unwrap_err();
-    assert!(matches!(err, ConfigError::InvalidUrl { field: "resource", .. }));
-    let base = || ClientCredentialsLayer::builder("https://mcp.example.com/mcp", creds.clone()).unwrap();
-    assert_eq!(base().build().unwrap_err(), ConfigError::MissingTokenEndpoint);
-    let err = base().token_endpoint("http://auth.example.com/token").unwrap().build().unwrap_err();
-    assert!(matches!(err, ConfigError::InsecureUrl { field: "token_endpoint", .. }));
+    assert!(matches!(
+        err,
+        ConfigError::InvalidUrl {
+            field: "resource",
+            ..
+        }
+    ));
+    let base =
+        || ClientCredentialsLayer::builder("https://mcp.example.com/mcp", creds.clone()).unwrap();
+    assert_eq!(
+        base().build().unwrap_err(),
+        ConfigError::MissingTokenEndpoint
+    );
+    let err = base()
+        .token_endpoint("http://auth.example.com/token")
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ConfigError::InsecureUrl {
+            field: "token_endpoint",
+            ..
+        }
+    ));
     let err = base()
         .token_endpoint("http://auth.example.com/token")
         .unwrap()
         .insecure_allow_http_loopback()
         .build()
         .unwrap_err();
-    assert!(matches!(err, ConfigError::InsecureUrl { .. }), "only loopback may use http");
-    assert!(matches!(base().scopes(["a b"]).err(), Some(ConfigError::InvalidScope { .. })));
-    assert!(matches!(base().scopes([""]).err(), Some(ConfigError::InvalidScope { .. })));
-    assert!(matches!(base().extra_param("resource", "x").err(), Some(ConfigError::ReservedParameter { .. })));
+    assert!(
+        matches!(err, ConfigError::InsecureUrl { .. }),
+        "only loopback may use http"
+    );
+    assert!(matches!(
+        base().scopes(["a b"]).err(),
+        Some(ConfigError::InvalidScope { .. })
+    ));
+    assert!(matches!(
+        base().scopes([""]).err(),
+        Some(ConfigError::InvalidScope { .. })
+    ));
+    assert!(matches!(
+        base().extra_param("resource", "x").err(),
+        Some(ConfigError::ReservedParameter { .. })
+    ));
     assert!(base().extra_param("audience", "api://x").is_ok());
-    assert!(matches!(base().refresh_jitter(1.5).err(), Some(ConfigError::InvalidSetting { .. })));
-    assert!(matches!(base().token_request_attempts(0).err(), Some(ConfigError::InvalidSetting { .. })));
+    assert!(matches!(
+        base().refresh_jitter(1.5).err(),
+        Some(ConfigError::InvalidSetting { .. })
+    ));
+    assert!(matches!(
+        base().token_request_attempts(0).err(),
+        Some(ConfigError::InvalidSetting { .. })
+    ));
 }
 
 #[tokio::test]
@@ -369,7 +535,10 @@ async fn scope_sets_are_normalised_into_the_cache_key() {
             .build()
             .unwrap()
     };
-    assert_eq!(layer(&["b", "a", "a"]).cache_key(), layer(&["a", "b"]).cache_key());
+    assert_eq!(
+        layer(&["b", "a", "a"]).cache_key(),
+        layer(&["a", "b"]).cache_key()
+    );
     assert_ne!(layer(&["A"]).cache_key(), layer(&["a"]).cache_key());
     assert_eq!(layer(&["b", "a"]).cache_key().scope(), "a b");
 }
@@ -385,7 +554,10 @@ async fn extra_params_are_sent() {
         .warm_up()
         .await
         .unwrap();
-    assert_eq!(env.auth.state().recorded()[0].param("audience"), Some("api://mcp"));
+    assert_eq!(
+        env.auth.state().recorded()[0].param("audience"),
+        Some("api://mcp")
+    );
 }
 
 /// A `tracing` writer that keeps everything written, to search logs for secrets.
@@ -427,18 +599,40 @@ async fn secrets_and_tokens_never_appear_in_debug_errors_or_logs() {
     let layer = builder.build().unwrap();
     let mut svc = service(layer.clone());
     // A full flow: fetch, call, revocation, replay, then a failing client.
-    svc.ready().await.unwrap().call(call(&env.mcp.url(), 1, "tools/list")).await.unwrap();
+    svc.ready()
+        .await
+        .unwrap()
+        .call(call(&env.mcp.url(), 1, "tools/list"))
+        .await
+        .unwrap();
     env.auth.state().revoke_all();
-    svc.ready().await.unwrap().call(call(&env.mcp.url(), 2, "tools/list")).await.unwrap();
+    svc.ready()
+        .await
+        .unwrap()
+        .call(call(&env.mcp.url(), 2, "tools/list"))
+        .await
+        .unwrap();
     let bad = Credentials::client_secret_basic("demo-client", "wrong-secret").unwrap();
     let failing = service(crate::builder(&env, bad).build().unwrap());
-    let err = failing.oneshot(call(&env.mcp.url(), 3, "tools/list")).await.unwrap_err();
+    let err = failing
+        .oneshot(call(&env.mcp.url(), 3, "tools/list"))
+        .await
+        .unwrap_err();
 
     use std::fmt::Write as _;
-    let tokens: Vec<String> = env.auth.state().issued().into_iter().map(|t| t.access_token).collect();
+    let tokens: Vec<String> = env
+        .auth
+        .state()
+        .issued()
+        .into_iter()
+        .map(|t| t.access_token)
+        .collect();
     assert_eq!(tokens.len(), 2);
     let mut text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(text.contains("token_request"), "the capture saw no log lines: {text}");
+    assert!(
+        text.contains("token_request"),
+        "the capture saw no log lines: {text}"
+    );
     write!(
         text,
         "{builder_debug} {creds:?} {layer:?} {svc:?} {err} {err:?} {:?} {:?}",

@@ -16,7 +16,10 @@ impl Clock {
         let base_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        Self { base: Instant::now(), base_unix_ms }
+        Self {
+            base: Instant::now(),
+            base_unix_ms,
+        }
     }
 
     /// Milliseconds since the Unix epoch, advancing with Tokio's clock.
@@ -35,6 +38,7 @@ impl Clock {
     }
 
     pub(crate) fn from_system_time(time: SystemTime) -> u64 {
-        time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+        time.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 }

@@ -29,8 +29,8 @@ use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use tokio::sync::watch;
 
-pub use self::store::{CacheKey, MemoryStore, StoreFuture, StoredToken, TokenStore};
 use self::clock::Clock;
+pub use self::store::{CacheKey, MemoryStore, StoreFuture, StoredToken, TokenStore};
 use crate::error::{Error, ErrorKind};
 use crate::secret::AccessToken;
 use crate::token::{Issued, TokenEndpoint, bearer_header};
@@ -196,10 +196,10 @@ impl Slot {
             return;
         }
         let mut state = self.lock();
-        if live(&state.inflight).is_none() {
-            if let Err(err) = self.start_flight(&mut state, None) {
-                tracing::debug!(error = %err, "could not start a refresh ahead of expiry");
-            }
+        if live(&state.inflight).is_none()
+            && let Err(err) = self.start_flight(&mut state, None)
+        {
+            tracing::debug!(error = %err, "could not start a refresh ahead of expiry");
         }
     }
 
@@ -210,10 +210,10 @@ impl Slot {
         if let Some(token) = self.usable(now) {
             return ready(Ok(token));
         }
-        if let Some((until, err)) = &state.negative {
-            if now < *until {
-                return ready(Err(err.clone()));
-            }
+        if let Some((until, err)) = &state.negative
+            && now < *until
+        {
+            return ready(Err(err.clone()));
         }
         let flight = match live(&state.inflight) {
             Some(flight) => flight,
@@ -229,14 +229,18 @@ impl Slot {
     /// A resource rejected `rejected`: invalidate it (only if it is still current), and return a
     /// future for its replacement. `None` when renewals are rate-limited (the caller hands the
     /// rejection back).
-    pub(crate) fn renew_rejected(self: &Arc<Self>, rejected_generation: u64) -> Option<AcquireFuture> {
+    pub(crate) fn renew_rejected(
+        self: &Arc<Self>,
+        rejected_generation: u64,
+    ) -> Option<AcquireFuture> {
         let mut state = self.lock();
         let now = self.clock.now_ms();
         let current = self.current.load_full();
-        if let Some(token) = &current {
-            if token.generation != rejected_generation && now < token.expired_at {
-                return Some(ready(Ok(Arc::clone(token))));
-            }
+        if let Some(token) = &current
+            && token.generation != rejected_generation
+            && now < token.expired_at
+        {
+            return Some(ready(Ok(Arc::clone(token))));
         }
         if let Some(flight) = live(&state.inflight) {
             return Some(wait(flight));
@@ -249,10 +253,12 @@ impl Slot {
             return None;
         }
         state.last_forced = Some(now);
-        let rejected = current.filter(|t| t.generation == rejected_generation).map(|t| {
-            self.current.store(None);
-            t.token.clone()
-        });
+        let rejected = current
+            .filter(|t| t.generation == rejected_generation)
+            .map(|t| {
+                self.current.store(None);
+                t.token.clone()
+            });
         tracing::info!(client_id = %self.key.client_id(), "resource rejected the token; renewing");
         Some(match self.start_flight(&mut state, rejected) {
             Ok(flight) => wait(flight),
@@ -260,9 +266,17 @@ impl Slot {
         })
     }
 
-    fn start_flight(self: &Arc<Self>, state: &mut FlightState, rejected: Option<AccessToken>) -> Result<Flight, Error> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::new(ErrorKind::Runtime, "no Tokio runtime to run the token request on"))?;
+    fn start_flight(
+        self: &Arc<Self>,
+        state: &mut FlightState,
+        rejected: Option<AccessToken>,
+    ) -> Result<Flight, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::new(
+                ErrorKind::Runtime,
+                "no Tokio runtime to run the token request on",
+            )
+        })?;
         let (tx, rx) = watch::channel(None);
         state.inflight = Some(rx.clone());
         self.refreshing.store(true, Ordering::Release);
@@ -284,15 +298,20 @@ impl Slot {
         } else {
             match self.store.get(&self.key).await {
                 Ok(Some(stored)) => {
-                    if let Some(token) = self.from_store(stored) {
+                    if let Some(token) = self.adopt_stored(stored) {
                         return Ok(token);
                     }
                 }
                 Ok(None) => {}
-                Err(err) => tracing::warn!(error = %err, "token store read failed; asking the token endpoint"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "token store read failed; asking the token endpoint")
+                }
             }
         }
-        let issued = self.endpoint.request(self.scope_param.as_deref(), &self.clock).await?;
+        let issued = self
+            .endpoint
+            .request(self.scope_param.as_deref(), &self.clock)
+            .await?;
         let token = self.cached_from_issued(issued);
         let stored = StoredToken {
             access_token: token.token.clone(),
@@ -307,21 +326,38 @@ impl Slot {
     }
 
     /// A stored token is used only if it is fresh and newer than the one we hold.
-    fn from_store(&self, stored: StoredToken) -> Option<Arc<CachedToken>> {
+    fn adopt_stored(&self, stored: StoredToken) -> Option<Arc<CachedToken>> {
         let issued = Clock::from_system_time(stored.issued_at);
         let expires_at = Clock::from_system_time(stored.expires_at);
-        if self.current.load().as_ref().is_some_and(|t| t.expires_at >= expires_at) {
+        if self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|t| t.expires_at >= expires_at)
+        {
             return None;
         }
         let header = bearer_header(&stored.access_token).ok()?;
-        let token = self.build(stored.access_token, header, issued, expires_at, stored.scope);
+        let token = self.build(
+            stored.access_token,
+            header,
+            issued,
+            expires_at,
+            stored.scope,
+        );
         (self.clock.now_ms() < token.stale_at).then(|| Arc::new(token))
     }
 
     fn cached_from_issued(&self, issued: Issued) -> Arc<CachedToken> {
         let lifetime = issued.expires_in.unwrap_or(self.policy.default_lifetime);
         let expires_at = issued.started_ms + lifetime.as_millis() as u64;
-        Arc::new(self.build(issued.token, issued.header, issued.started_ms, expires_at, issued.scope))
+        Arc::new(self.build(
+            issued.token,
+            issued.header,
+            issued.started_ms,
+            expires_at,
+            issued.scope,
+        ))
     }
 
     fn build(
@@ -373,7 +409,10 @@ impl Slot {
 
 /// The in-flight acquisition, unless its task died without answering.
 fn live(inflight: &Option<Flight>) -> Option<Flight> {
-    inflight.as_ref().filter(|rx| rx.has_changed().is_ok()).cloned()
+    inflight
+        .as_ref()
+        .filter(|rx| rx.has_changed().is_ok())
+        .cloned()
 }
 
 fn ready(outcome: Outcome) -> AcquireFuture {
@@ -390,7 +429,10 @@ fn wait(mut flight: Flight) -> AcquireFuture {
 }
 
 fn stopped() -> Error {
-    Error::new(ErrorKind::Runtime, "the token request task stopped before answering")
+    Error::new(
+        ErrorKind::Runtime,
+        "the token request task stopped before answering",
+    )
 }
 
 /// Keeps the slot's token fresh without waiting for requests: sleeps until the token turns stale,
@@ -422,7 +464,12 @@ async fn worker(slot: Weak<Slot>, mut shutdown: watch::Receiver<()>, clock: Cloc
         let flight = {
             let Some(slot) = slot.upgrade() else { return };
             let now = clock.now_ms();
-            if slot.current.load().as_ref().is_some_and(|t| now < t.stale_at) {
+            if slot
+                .current
+                .load()
+                .as_ref()
+                .is_some_and(|t| now < t.stale_at)
+            {
                 backoff = None;
                 continue;
             }
@@ -439,7 +486,9 @@ async fn worker(slot: Weak<Slot>, mut shutdown: watch::Receiver<()>, clock: Cloc
             Ok(_) => None,
             Err(err) => {
                 let policy = slot.upgrade().map(|s| s.policy).unwrap_or_default();
-                let next = backoff.map_or(policy.background_retry_min, |b| (b * 2).min(policy.background_retry_max));
+                let next = backoff.map_or(policy.background_retry_min, |b| {
+                    (b * 2).min(policy.background_retry_max)
+                });
                 tracing::warn!(error = %err, retry_in_s = next.as_secs(), "background token refresh failed");
                 let spread = 0.8 + 0.4 * random_fraction();
                 Some(next.mul_f64(spread))

@@ -130,7 +130,10 @@ impl MemoryStore {
 
     /// How many tokens are stored.
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether no token is stored.
@@ -141,13 +144,20 @@ impl MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore").field("len", &self.len()).finish()
+        f.debug_struct("MemoryStore")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
 impl TokenStore for MemoryStore {
     fn get<'a>(&'a self, key: &'a CacheKey) -> StoreFuture<'a, Option<StoredToken>> {
-        let found = self.map.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned();
+        let found = self
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned();
         Box::pin(std::future::ready(Ok(found)))
     }
 
@@ -188,9 +198,15 @@ mod tests {
         let store = MemoryStore::new();
         let key = CacheKey::new("https://as", "c", "https://rs/mcp", "");
         store.put(&key, token("new")).await.unwrap();
-        store.invalidate(&key, &AccessToken::new("old")).await.unwrap();
+        store
+            .invalidate(&key, &AccessToken::new("old"))
+            .await
+            .unwrap();
         assert_eq!(store.len(), 1);
-        store.invalidate(&key, &AccessToken::new("new")).await.unwrap();
+        store
+            .invalidate(&key, &AccessToken::new("new"))
+            .await
+            .unwrap();
         assert!(store.get(&key).await.unwrap().is_none());
     }
 

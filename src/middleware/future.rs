@@ -65,9 +65,18 @@ where
         }
     }
 
-    pub(crate) fn call(fut: S::Future, generation: u64, replay: Option<(S, Request<B>)>, slot: Arc<Slot>) -> Self {
+    pub(crate) fn call(
+        fut: S::Future,
+        generation: u64,
+        replay: Option<(S, Request<B>)>,
+        slot: Arc<Slot>,
+    ) -> Self {
         Self {
-            state: State::Call { fut, generation, replay },
+            state: State::Call {
+                fut,
+                generation,
+                replay,
+            },
             slot: Some(slot),
         }
     }
@@ -92,7 +101,10 @@ where
 }
 
 fn polled_after_completion() -> BoxError {
-    Box::new(Error::new(ErrorKind::Runtime, "response future polled after completion"))
+    Box::new(Error::new(
+        ErrorKind::Runtime,
+        "response future polled after completion",
+    ))
 }
 
 fn set_authorization<B>(req: &mut Request<B>, header: &HeaderValue) {
@@ -111,7 +123,12 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Passthrough { fut } => return fut.poll(cx).map_err(Into::into),
-                StateProj::Acquire { token, svc, req, replay } => {
+                StateProj::Acquire {
+                    token,
+                    svc,
+                    req,
+                    replay,
+                } => {
                     let token = ready!(token.as_mut().poll(cx))?;
                     let (Some(mut svc), Some(mut req)) = (svc.take(), req.take()) else {
                         return Poll::Ready(Err(polled_after_completion()));
@@ -128,7 +145,11 @@ where
                         replay,
                     });
                 }
-                StateProj::Call { fut, generation, replay } => {
+                StateProj::Call {
+                    fut,
+                    generation,
+                    replay,
+                } => {
                     let response = ready!(fut.poll(cx)).map_err(Into::into)?;
                     if !retry::is_rejection(&response) {
                         return Poll::Ready(Ok(response));
@@ -141,8 +162,13 @@ where
                     let renewal = slot.renew_rejected(*generation);
                     match (replay.take(), renewal) {
                         (Some(replay), Some(token)) => {
-                            tracing::debug!("request refused with 401; replaying once with a new token");
-                            this.state.set(State::Renew { token, replay: Some(replay) });
+                            tracing::debug!(
+                                "request refused with 401; replaying once with a new token"
+                            );
+                            this.state.set(State::Renew {
+                                token,
+                                replay: Some(replay),
+                            });
                         }
                         _ => return Poll::Ready(Ok(response)),
                     }
@@ -153,7 +179,10 @@ where
                         return Poll::Ready(Err(polled_after_completion()));
                     };
                     set_authorization(&mut req, &token.header);
-                    this.state.set(State::Replay { svc, req: Some(req) });
+                    this.state.set(State::Replay {
+                        svc,
+                        req: Some(req),
+                    });
                 }
                 StateProj::Replay { svc, req } => {
                     ready!(svc.poll_ready(cx)).map_err(Into::into)?;

@@ -168,7 +168,10 @@ impl fmt::Debug for ClientCredentialsBuilder {
             .field("policy", &self.policy)
             .field("retry", &self.retry)
             .field("allow_http_loopback", &self.allow_http_loopback)
-            .field("extra_params", &self.extra_params.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "extra_params",
+                &self.extra_params.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -222,7 +225,11 @@ impl ClientCredentialsBuilder {
     ///
     /// [`ConfigError::ReservedParameter`] for a parameter the crate sets itself (`grant_type`,
     /// `scope`, `resource`, `client_id`, `client_secret`, the assertion parameters).
-    pub fn extra_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Result<Self, ConfigError> {
+    pub fn extra_param(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, ConfigError> {
         let name = name.into();
         if RESERVED_PARAMS.contains(&name.as_str()) || name.is_empty() {
             return Err(ConfigError::ReservedParameter { name });
@@ -371,12 +378,24 @@ impl ClientCredentialsBuilder {
     pub fn build(self) -> Result<ClientCredentialsLayer, ConfigError> {
         let resource_uri = parse_url(&self.resource, "resource")?;
         check_secure(&resource_uri, "resource", self.allow_http_loopback)?;
-        let endpoint = self.token_endpoint.ok_or(ConfigError::MissingTokenEndpoint)?;
+        let endpoint = self
+            .token_endpoint
+            .ok_or(ConfigError::MissingTokenEndpoint)?;
         let endpoint_uri = parse_url(&endpoint, "token_endpoint")?;
         check_secure(&endpoint_uri, "token_endpoint", self.allow_http_loopback)?;
 
-        let scope = self.scopes.iter().map(String::as_str).collect::<Vec<_>>().join(" ");
-        let key = CacheKey::new(&endpoint, self.credentials.client_id(), &self.resource, &scope);
+        let scope = self
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let key = CacheKey::new(
+            &endpoint,
+            self.credentials.client_id(),
+            &self.resource,
+            &scope,
+        );
         let endpoint = TokenEndpoint {
             client: self.client.unwrap_or_default(),
             url: endpoint_uri,

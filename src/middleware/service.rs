@@ -45,7 +45,11 @@ impl<S> ClientCredentials<S> {
 
 impl<S, R> ClientCredentials<S, R> {
     pub(crate) fn from_parts(inner: S, shared: Arc<Shared>, replay: R) -> Self {
-        Self { inner, shared, replay }
+        Self {
+            inner,
+            shared,
+            replay,
+        }
     }
 
     /// The inner service.
@@ -123,11 +127,13 @@ where
         match slot.lookup() {
             Ok((header, generation)) => {
                 req.headers_mut().insert(AUTHORIZATION, header);
-                let replay = retry::clone_request(&self.replay, &req).map(|copy| (self.inner.clone(), copy));
+                let replay =
+                    retry::clone_request(&self.replay, &req).map(|copy| (self.inner.clone(), copy));
                 ResponseFuture::call(inner.call(req), generation, replay, slot)
             }
             Err(token) => {
-                let replay = retry::clone_request(&self.replay, &req).map(|copy| (self.inner.clone(), copy));
+                let replay =
+                    retry::clone_request(&self.replay, &req).map(|copy| (self.inner.clone(), copy));
                 ResponseFuture::acquire(token, inner, req, replay, slot)
             }
         }
