@@ -108,7 +108,10 @@ where
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
     let handles: Vec<_> = (0..2)
         .map(|_| {
-            let (mut svc, uri, barrier) = (svc.clone(), uri.clone(), barrier.clone());
+            // Each thread parses its own URI: a shared one would make both threads contend on its
+            // refcount, in every variant alike.
+            let uri: Uri = uri.to_string().parse().unwrap();
+            let (mut svc, barrier) = (svc.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
                 for _ in 0..iters {

@@ -1,6 +1,7 @@
 //! URLs: which requests belong to the protected resource, and which URLs the crate may talk to.
 
 use http::Uri;
+use http::uri::Scheme;
 
 use crate::error::ConfigError;
 
@@ -8,6 +9,9 @@ use crate::error::ConfigError;
 /// host and port, and a path equal to or below the resource path (segment-wise), REFERENCE R5.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
+    /// The authority as configured, lower-cased: most requests spell it the same way, and one
+    /// string comparison then replaces parsing host and port.
+    authority: String,
     https: bool,
     host: String,
     port: u16,
@@ -26,7 +30,9 @@ impl Target {
             .and_then(|a| a.port_u16())
             .unwrap_or(if https { 443 } else { 80 });
         let path = uri.path().trim_end_matches('/').to_owned();
+        let authority = authority.map_or(String::new(), |a| a.as_str().to_ascii_lowercase());
         Self {
+            authority,
             https,
             host,
             port,
@@ -38,18 +44,28 @@ impl Target {
     /// host (origin-form URIs) never match: the crate cannot tell where they go.
     #[inline]
     pub(crate) fn matches(&self, uri: &Uri) -> bool {
-        let https = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => true,
-            Some(s) if s.eq_ignore_ascii_case("http") => false,
+        // `Scheme` parses http and https (in any case) to an enum: comparing it is one branch.
+        let https = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTPS => true,
+            Some(s) if *s == Scheme::HTTP => false,
             _ => return false,
         };
         let Some(authority) = uri.authority() else {
             return false;
         };
-        https == self.https
-            && authority.host().eq_ignore_ascii_case(&self.host)
-            && authority.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
-            && path_is_under(uri.path(), &self.path)
+        if https != self.https {
+            return false;
+        }
+        // Fast path: the authority spelled exactly as configured (a memcmp). Otherwise compare
+        // case-insensitively, then host and effective port (`h` and `h:443` are the same
+        // origin); userinfo never matches.
+        let spelled = authority.as_str();
+        let same_origin = spelled == self.authority
+            || spelled.eq_ignore_ascii_case(&self.authority)
+            || (authority.host().eq_ignore_ascii_case(&self.host)
+                && authority.port_u16().unwrap_or(if https { 443 } else { 80 }) == self.port
+                && !spelled.contains('@'));
+        same_origin && path_is_under(uri.path(), &self.path)
     }
 }
 

@@ -82,6 +82,9 @@ pub(crate) struct CachedToken {
     pub(crate) expired_at: u64,
     pub(crate) expires_at: u64,
     pub(crate) scope: Option<String>,
+    /// `stale_at` and `expired_at` as instants: the hot path compares them without arithmetic.
+    stale_instant: tokio::time::Instant,
+    expired_instant: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for CachedToken {
@@ -109,6 +112,18 @@ struct FlightState {
     worker_running: bool,
 }
 
+/// A service handle's cached view of a slot's current token.
+#[derive(Clone)]
+pub(crate) struct TokenView(
+    arc_swap::Cache<Arc<ArcSwapOption<CachedToken>>, Option<Arc<CachedToken>>>,
+);
+
+impl std::fmt::Debug for TokenView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenView").finish_non_exhaustive()
+    }
+}
+
 /// One cache entry and everything needed to fill it.
 pub(crate) struct Slot {
     key: CacheKey,
@@ -117,7 +132,7 @@ pub(crate) struct Slot {
     store: Arc<dyn TokenStore>,
     policy: CachePolicy,
     clock: Clock,
-    current: ArcSwapOption<CachedToken>,
+    current: Arc<ArcSwapOption<CachedToken>>,
     refreshing: AtomicBool,
     generation: AtomicU64,
     state: Mutex<FlightState>,
@@ -149,7 +164,7 @@ impl Slot {
             store,
             policy,
             clock: Clock::new(),
-            current: ArcSwapOption::empty(),
+            current: Arc::new(ArcSwapOption::empty()),
             refreshing: AtomicBool::new(false),
             generation: AtomicU64::new(1),
             state: Mutex::new(FlightState::default()),
@@ -165,24 +180,30 @@ impl Slot {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A per-handle view of the current token: reading it is one atomic load and a pointer
+    /// comparison, with no reference-count traffic (see [`Slot::lookup`]).
+    pub(crate) fn view(&self) -> TokenView {
+        TokenView(arc_swap::Cache::new(Arc::clone(&self.current)))
+    }
+
     /// The hot path: a usable token's header and generation now, or a future that waits for one.
-    /// One lock-free load and one `HeaderValue` clone.
+    /// One atomic load through the caller's view and one `HeaderValue` clone.
     #[inline]
-    pub(crate) fn lookup(self: &Arc<Self>) -> Result<(HeaderValue, u64), AcquireFuture> {
-        let guard = self.current.load();
-        if let Some(token) = guard.as_ref() {
-            let now = self.clock.now_ms();
-            if now < token.stale_at {
+    pub(crate) fn lookup(
+        self: &Arc<Self>,
+        view: &mut TokenView,
+    ) -> Result<(HeaderValue, u64), AcquireFuture> {
+        if let Some(token) = view.0.load() {
+            let now = tokio::time::Instant::now();
+            if now < token.stale_instant {
                 return Ok((token.header.clone(), token.generation));
             }
-            if now < token.expired_at {
+            if now < token.expired_instant {
                 let hit = (token.header.clone(), token.generation);
-                drop(guard);
                 self.refresh_ahead();
                 return Ok(hit);
             }
         }
-        drop(guard);
         Err(self.acquire())
     }
 
@@ -372,15 +393,19 @@ impl Slot {
         let ahead = (self.policy.refresh_ahead.as_millis() as u64).min(lifetime / 2);
         let jitter = (ahead as f64 * self.policy.refresh_jitter * random_fraction()) as u64;
         let margin = (self.policy.expiry_margin.as_millis() as u64).min(lifetime / 4);
+        let stale_at = expires_at.saturating_sub(ahead + jitter);
+        let expired_at = expires_at.saturating_sub(margin);
         CachedToken {
             header,
             token,
             generation: self.generation.fetch_add(1, Ordering::Relaxed),
             issued_at,
-            stale_at: expires_at.saturating_sub(ahead + jitter),
-            expired_at: expires_at.saturating_sub(margin),
+            stale_at,
+            expired_at,
             expires_at,
             scope,
+            stale_instant: self.clock.instant_at(stale_at),
+            expired_instant: self.clock.instant_at(expired_at),
         }
     }
 

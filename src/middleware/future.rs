@@ -33,13 +33,9 @@ pin_project! {
     enum State<F, S, B> {
         // Not for the protected resource: the inner future, untouched.
         Passthrough { #[pin] fut: F },
-        // Waiting for the shared token acquisition, holding the (ready) inner service.
-        Acquire {
-            token: AcquireFuture,
-            svc: Option<S>,
-            req: Option<Request<B>>,
-            replay: Option<(S, Request<B>)>,
-        },
+        // Waiting for the shared token acquisition, holding the (ready) inner service. Boxed, like
+        // every state off the hot path, to keep the future small.
+        Acquire { waiting: Option<Box<Waiting<S, B>>> },
         // The authenticated request is in flight.
         Call {
             #[pin] fut: F,
@@ -49,9 +45,16 @@ pin_project! {
         // The token was rejected: waiting for its replacement.
         Renew { token: AcquireFuture, replay: Option<(S, Request<B>)> },
         // Replaying once with the new token.
-        Replay { svc: S, req: Option<Request<B>> },
+        Replay { replay: Option<(S, Request<B>)> },
         Replayed { #[pin] fut: F },
     }
+}
+
+struct Waiting<S, B> {
+    token: AcquireFuture,
+    svc: S,
+    req: Request<B>,
+    replay: Option<(S, Request<B>)>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -90,10 +93,12 @@ where
     ) -> Self {
         Self {
             state: State::Acquire {
-                token,
-                svc: Some(svc),
-                req: Some(req),
-                replay,
+                waiting: Some(Box::new(Waiting {
+                    token,
+                    svc,
+                    req,
+                    replay,
+                })),
             },
             slot: Some(slot),
         }
@@ -123,20 +128,23 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Passthrough { fut } => return fut.poll(cx).map_err(Into::into),
-                StateProj::Acquire {
-                    token,
-                    svc,
-                    req,
-                    replay,
-                } => {
-                    let token = ready!(token.as_mut().poll(cx))?;
-                    let (Some(mut svc), Some(mut req)) = (svc.take(), req.take()) else {
+                StateProj::Acquire { waiting } => {
+                    let Some(state) = waiting.as_mut() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let mut replay = replay.take();
+                    let token = ready!(state.token.as_mut().poll(cx))?;
+                    let Some(state) = waiting.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let Waiting {
+                        mut svc,
+                        mut req,
+                        mut replay,
+                        ..
+                    } = *state;
                     set_authorization(&mut req, &token.header);
-                    if let Some((_, copy)) = &mut replay {
-                        set_authorization(copy, &token.header);
+                    if let Some(copy) = &mut replay {
+                        set_authorization(&mut copy.1, &token.header);
                     }
                     let fut = svc.call(req);
                     this.state.set(State::Call {
@@ -175,20 +183,21 @@ where
                 }
                 StateProj::Renew { token, replay } => {
                     let token = ready!(token.as_mut().poll(cx))?;
-                    let Some((svc, mut req)) = replay.take() else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
-                    set_authorization(&mut req, &token.header);
-                    this.state.set(State::Replay {
-                        svc,
-                        req: Some(req),
-                    });
+                    let mut replay = replay.take();
+                    if let Some(copy) = &mut replay {
+                        set_authorization(&mut copy.1, &token.header);
+                    }
+                    this.state.set(State::Replay { replay });
                 }
-                StateProj::Replay { svc, req } => {
-                    ready!(svc.poll_ready(cx)).map_err(Into::into)?;
-                    let Some(req) = req.take() else {
+                StateProj::Replay { replay } => {
+                    let Some(copy) = replay.as_mut() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
+                    ready!(copy.0.poll_ready(cx)).map_err(Into::into)?;
+                    let Some(copy) = replay.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let (mut svc, req) = copy;
                     let fut = svc.call(req);
                     this.state.set(State::Replayed { fut });
                 }

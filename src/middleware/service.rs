@@ -9,7 +9,7 @@ use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{ClientCredentialsLayer, Shared};
-use crate::cache::CacheKey;
+use crate::cache::{CacheKey, TokenView};
 use crate::error::{BoxError, Error};
 use crate::retry::{self, CloneBody, DefaultReplay};
 
@@ -20,17 +20,14 @@ use crate::retry::{self, CloneBody, DefaultReplay};
 pub struct ClientCredentials<S, R = DefaultReplay> {
     inner: S,
     shared: Arc<Shared>,
+    view: TokenView,
     replay: R,
 }
 
 impl<S> ClientCredentials<S> {
     /// Wraps `inner` with the configuration of `layer`; the service shares the layer's cache.
     pub fn new(inner: S, layer: &ClientCredentialsLayer) -> Self {
-        Self {
-            inner,
-            shared: Arc::clone(layer.shared()),
-            replay: DefaultReplay,
-        }
+        Self::from_parts(inner, Arc::clone(layer.shared()), DefaultReplay)
     }
 
     /// Starts building a [`ClientCredentialsLayer`]; the same as
@@ -45,9 +42,11 @@ impl<S> ClientCredentials<S> {
 
 impl<S, R> ClientCredentials<S, R> {
     pub(crate) fn from_parts(inner: S, shared: Arc<Shared>, replay: R) -> Self {
+        let view = shared.slot.view();
         Self {
             inner,
             shared,
+            view,
             replay,
         }
     }
@@ -87,6 +86,7 @@ impl<S: Clone, R: Clone> Clone for ClientCredentials<S, R> {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
+            view: self.view.clone(),
             replay: self.replay.clone(),
         }
     }
@@ -124,7 +124,7 @@ where
             return ResponseFuture::passthrough(inner.call(req));
         }
         let slot = Arc::clone(&self.shared.slot);
-        match slot.lookup() {
+        match slot.lookup(&mut self.view) {
             Ok((header, generation)) => {
                 req.headers_mut().insert(AUTHORIZATION, header);
                 let replay =
