@@ -4,7 +4,10 @@
 //! tokens) and a small MCP server over Streamable HTTP that demands a bearer token, then drives a
 //! hyper-util client through [`ClientCredentialsLayer`] and narrates what happens:
 //!
-//! 1. the first request fetches a token (once);
+//! 1. the client knows only the MCP server's URL and its credentials: the first request goes out
+//!    without a token, the server's 401 names its protected resource metadata (RFC 9728), which
+//!    names the authorization server, whose metadata (RFC 8414) names the token endpoint; the layer
+//!    fetches one token and replays the request;
 //! 2. `initialize`, `tools/list` and `tools/call` carry it;
 //! 3. calls keep flowing across several token lifetimes while the token is refreshed in the
 //!    background ahead of expiry, with no failed call;
@@ -62,16 +65,15 @@ async fn run() -> Result<(), BoxError> {
     let mcp = McpServer::start(auth.state(), auth.url(), "/mcp").await;
     println!(
         "authorization server  {} (tokens live {}s)",
-        auth.token_endpoint(),
+        auth.url(),
         TOKEN_LIFETIME.as_secs()
     );
     println!("MCP server            {}", mcp.url());
 
-    // The part a real program writes: credentials, the MCP server URL, the token endpoint.
-    let credentials = Credentials::client_secret_basic("demo-client", "demo-secret")?;
+    // The part a real program writes: the MCP server URL and the credentials. Everything else is
+    // discovered.
+    let credentials = Credentials::client_secret("demo-client", "demo-secret")?;
     let layer = ClientCredentialsLayer::builder(mcp.url(), credentials)?
-        .token_endpoint(auth.token_endpoint())?
-        .scopes(["mcp:tools"])?
         .insecure_allow_http_loopback() // the demo servers speak plain http on loopback
         .build()?;
     let mut client = ServiceBuilder::new()
@@ -79,7 +81,7 @@ async fn run() -> Result<(), BoxError> {
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
     let tokens = || auth.state().token_requests();
 
-    println!("\n1. initialize (no token yet: the layer fetches one, once)");
+    println!("\n1. initialize (nothing known yet: the 401 leads to discovery and one token)");
     let (status, body) = rpc(
         &mut client,
         &mcp.url(),
@@ -96,12 +98,16 @@ async fn run() -> Result<(), BoxError> {
     .await?;
     check(status == StatusCode::OK, "initialize failed")?;
     println!(
-        "   server {} speaks {}; token requests so far: {}",
+        "   server {} speaks {}; 401s so far: {} (the first request, sent before anything was known); token requests: {}",
         body["result"]["serverInfo"]["name"],
         body["result"]["protocolVersion"],
+        mcp.unauthorized(),
         tokens()
     );
-    check(tokens() == 1, "expected exactly one token request")?;
+    check(
+        tokens() == 1 && mcp.unauthorized() == 1,
+        "expected one 401 and exactly one token request",
+    )?;
     let (status, _) = rpc(
         &mut client,
         &mcp.url(),
@@ -178,13 +184,14 @@ async fn run() -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The one 401 so far was the first request's, before anything was known (step 1).
+    let refused = mcp.unauthorized() - 1;
     println!(
-        "   {calls} calls, {failed} failed, {} refused with 401, slowest {} ms",
-        mcp.unauthorized(),
+        "   {calls} calls, {failed} failed, {refused} refused with 401, slowest {} ms",
         slowest.as_millis()
     );
     check(
-        failed == 0 && mcp.unauthorized() == 0,
+        failed == 0 && refused == 0,
         "a call failed while tokens rotated",
     )?;
     check(tokens() >= 3, "the token was not refreshed ahead of expiry")?;
@@ -209,7 +216,7 @@ async fn run() -> Result<(), BoxError> {
         body["result"]["content"][0]["text"]
     );
     check(
-        status == StatusCode::OK && mcp.unauthorized() == 1 && tokens() == before + 1,
+        status == StatusCode::OK && mcp.unauthorized() == 2 && tokens() == before + 1,
         "the revoked token was not replaced transparently",
     )?;
     Ok(())

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use http::HeaderValue;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Error, ErrorKind};
 use crate::secret::ClientSecret;
 
 /// Characters left as they are by `application/x-www-form-urlencoded` encoding; everything else is
@@ -70,7 +70,7 @@ impl fmt::Display for AuthMethod {
 ///
 /// let creds = Credentials::client_secret_basic("reporting-job", "s3cr3t")?;
 /// assert_eq!(creds.client_id(), "reporting-job");
-/// assert_eq!(creds.auth_method(), AuthMethod::ClientSecretBasic);
+/// assert_eq!(creds.auth_method(), Some(AuthMethod::ClientSecretBasic));
 /// assert!(!format!("{creds:?}").contains("s3cr3t"));
 /// # Ok::<(), tower_client_credentials::ConfigError>(())
 /// ```
@@ -82,11 +82,26 @@ pub struct Credentials {
 
 #[derive(Clone)]
 enum ClientAuth {
-    SecretBasic(ClientSecret),
-    SecretPost(ClientSecret),
+    /// A client secret; the method is fixed, or (`None`) chosen from the server's metadata.
+    Secret(ClientSecret, Option<AuthMethod>),
 }
 
 impl Credentials {
+    /// A client id and secret, sent the way the authorization server's metadata asks:
+    /// `client_secret_basic` unless its `token_endpoint_auth_methods_supported` lists
+    /// `client_secret_post` and not `client_secret_basic` (REFERENCE R47, R48). Without metadata
+    /// (a configured token endpoint) or without that list, Basic.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptyClientId`] if `client_id` is empty.
+    pub fn client_secret(
+        client_id: impl Into<String>,
+        secret: impl Into<ClientSecret>,
+    ) -> Result<Self, ConfigError> {
+        Self::new(client_id.into(), ClientAuth::Secret(secret.into(), None))
+    }
+
     /// A client id and secret sent with HTTP Basic authentication (the default method, RFC 6749
     /// §2.3.1). Both are form-urlencoded before base64, so secrets holding `+`, `:`, `%`, `/` or
     /// non-ASCII characters arrive intact.
@@ -98,7 +113,10 @@ impl Credentials {
         client_id: impl Into<String>,
         secret: impl Into<ClientSecret>,
     ) -> Result<Self, ConfigError> {
-        Self::new(client_id.into(), ClientAuth::SecretBasic(secret.into()))
+        Self::new(
+            client_id.into(),
+            ClientAuth::Secret(secret.into(), Some(AuthMethod::ClientSecretBasic)),
+        )
     }
 
     /// A client id and secret sent in the request body (`client_secret_post`). RFC 6749 calls this
@@ -111,7 +129,10 @@ impl Credentials {
         client_id: impl Into<String>,
         secret: impl Into<ClientSecret>,
     ) -> Result<Self, ConfigError> {
-        Self::new(client_id.into(), ClientAuth::SecretPost(secret.into()))
+        Self::new(
+            client_id.into(),
+            ClientAuth::Secret(secret.into(), Some(AuthMethod::ClientSecretPost)),
+        )
     }
 
     fn new(client_id: String, auth: ClientAuth) -> Result<Self, ConfigError> {
@@ -126,19 +147,41 @@ impl Credentials {
         &self.client_id
     }
 
-    /// How these credentials authenticate.
-    pub fn auth_method(&self) -> AuthMethod {
-        match self.auth {
-            ClientAuth::SecretBasic(_) => AuthMethod::ClientSecretBasic,
-            ClientAuth::SecretPost(_) => AuthMethod::ClientSecretPost,
+    /// How these credentials authenticate, or `None` when the method is chosen from the
+    /// authorization server's metadata ([`Credentials::client_secret`]).
+    pub fn auth_method(&self) -> Option<AuthMethod> {
+        match &self.auth {
+            ClientAuth::Secret(_, method) => *method,
+        }
+    }
+
+    /// The method to use with a server that lists `supported` methods (`None`: no list, so the
+    /// RFC 8414 default, `client_secret_basic`, REFERENCE R27).
+    pub(crate) fn method_for(&self, supported: Option<&[String]>) -> Result<AuthMethod, Error> {
+        let listed =
+            |m: AuthMethod| supported.is_none_or(|list| list.iter().any(|s| s == m.as_str()));
+        match self.auth_method() {
+            Some(method) => {
+                if !listed(method) {
+                    tracing::warn!(auth_method = %method, "the authorization server does not list the configured method; using it anyway");
+                }
+                Ok(method)
+            }
+            None if listed(AuthMethod::ClientSecretBasic) => Ok(AuthMethod::ClientSecretBasic),
+            None if listed(AuthMethod::ClientSecretPost) => Ok(AuthMethod::ClientSecretPost),
+            None => Err(Error::new(
+                ErrorKind::Discovery,
+                "the authorization server supports neither client_secret_basic nor client_secret_post",
+            )),
         }
     }
 
     /// Adds this client's authentication to a token request: exactly one carrier, a Basic header
     /// or body fields, never both (RFC 6749 §2.3).
-    pub(crate) fn authenticate(&self, form: &mut Form) -> Option<HeaderValue> {
-        match &self.auth {
-            ClientAuth::SecretBasic(secret) => {
+    pub(crate) fn authenticate(&self, form: &mut Form, method: AuthMethod) -> Option<HeaderValue> {
+        let ClientAuth::Secret(secret, _) = &self.auth;
+        match method {
+            AuthMethod::ClientSecretBasic => {
                 let raw = format!(
                     "{}:{}",
                     form_encode(&self.client_id),
@@ -154,7 +197,7 @@ impl Credentials {
                 value.set_sensitive(true);
                 Some(value)
             }
-            ClientAuth::SecretPost(secret) => {
+            AuthMethod::ClientSecretPost => {
                 form.push("client_id", &self.client_id);
                 form.push("client_secret", secret.expose_secret());
                 None
@@ -167,7 +210,12 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
             .field("client_id", &self.client_id)
-            .field("auth_method", &self.auth_method())
+            .field(
+                "auth_method",
+                &self
+                    .auth_method()
+                    .map_or("from metadata", AuthMethod::as_str),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -206,7 +254,9 @@ mod tests {
     fn basic_of(id: &str, secret: &str) -> String {
         let creds = Credentials::client_secret_basic(id, secret).unwrap();
         let mut form = Form::default();
-        let header = creds.authenticate(&mut form).unwrap();
+        let header = creds
+            .authenticate(&mut form, AuthMethod::ClientSecretBasic)
+            .unwrap();
         assert!(header.is_sensitive());
         assert!(
             form.as_str().is_empty(),
@@ -237,10 +287,40 @@ mod tests {
         let creds = Credentials::client_secret_post("app", "p+w d").unwrap();
         let mut form = Form::default();
         form.push("grant_type", "client_credentials");
-        assert!(creds.authenticate(&mut form).is_none());
+        assert!(
+            creds
+                .authenticate(&mut form, AuthMethod::ClientSecretPost)
+                .is_none()
+        );
         assert_eq!(
             form.as_str(),
             "grant_type=client_credentials&client_id=app&client_secret=p%2Bw%20d"
+        );
+    }
+
+    #[test]
+    fn method_follows_metadata_unless_configured() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let auto = Credentials::client_secret("id", "s").unwrap();
+        assert_eq!(
+            auto.method_for(None).unwrap(),
+            AuthMethod::ClientSecretBasic
+        );
+        let both = list(&["client_secret_post", "client_secret_basic"]);
+        assert_eq!(
+            auto.method_for(Some(&both)).unwrap(),
+            AuthMethod::ClientSecretBasic
+        );
+        let post = list(&["client_secret_post"]);
+        assert_eq!(
+            auto.method_for(Some(&post)).unwrap(),
+            AuthMethod::ClientSecretPost
+        );
+        assert!(auto.method_for(Some(&list(&["private_key_jwt"]))).is_err());
+        let basic = Credentials::client_secret_basic("id", "s").unwrap();
+        assert_eq!(
+            basic.method_for(Some(&post)).unwrap(),
+            AuthMethod::ClientSecretBasic
         );
     }
 

@@ -47,6 +47,7 @@ struct Inner {
     status: Option<StatusCode>,
     oauth: Option<OAuthDetails>,
     retry_after: Option<Duration>,
+    transient: Option<bool>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
 }
 
@@ -76,6 +77,15 @@ pub enum ErrorKind {
     Store,
     /// The crate could not run its background work (for example, no Tokio runtime).
     Runtime,
+    /// Discovery failed: protected resource or authorization server metadata is missing,
+    /// unreachable or invalid (a `resource` naming another server, an `issuer` that does not
+    /// match, a plain-`http` endpoint, no `authorization_servers`, DPoP required…).
+    Discovery,
+    /// The protected resource no longer lists the authorization server the credentials are bound
+    /// to (`expected_issuer`), so they are not sent anywhere (REFERENCE R21).
+    IssuerNotListed,
+    /// After a step-up, the authorization server granted fewer scopes than the resource asked for.
+    InsufficientScope,
 }
 
 impl ErrorKind {
@@ -88,6 +98,9 @@ impl ErrorKind {
             ErrorKind::Timeout => "authorization server timed out",
             ErrorKind::Store => "token store error",
             ErrorKind::Runtime => "runtime error",
+            ErrorKind::Discovery => "discovery failed",
+            ErrorKind::IssuerNotListed => "authorization server not listed",
+            ErrorKind::InsufficientScope => "insufficient scope granted",
         }
     }
 }
@@ -101,6 +114,7 @@ impl Error {
                 status: None,
                 oauth: None,
                 retry_after: None,
+                transient: None,
                 source: None,
             }),
         }
@@ -143,6 +157,22 @@ impl Error {
         self
     }
 
+    /// Marks a freshly built error as transient or not, whatever its kind says.
+    pub(crate) fn transient(mut self, transient: bool) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.transient = Some(transient),
+            None => {
+                let kind = self.kind();
+                let mut wrapped = Self::with_source(kind, "", self);
+                if let Some(inner) = Arc::get_mut(&mut wrapped.inner) {
+                    inner.transient = Some(transient);
+                }
+                return wrapped;
+            }
+        }
+        self
+    }
+
     /// The category of this error.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -154,6 +184,9 @@ impl Error {
     /// Permanent errors (`invalid_client`, `invalid_scope`, a malformed response…) are not retried
     /// and are remembered briefly, so a misconfigured client does not hammer the server.
     pub fn is_transient(&self) -> bool {
+        if let Some(transient) = self.inner.transient {
+            return transient;
+        }
         match self.inner.kind {
             ErrorKind::Transport | ErrorKind::Timeout | ErrorKind::Store => true,
             ErrorKind::TokenEndpoint => {
@@ -167,7 +200,12 @@ impl Error {
                 );
                 status_says || code_says
             }
-            ErrorKind::TokenResponse | ErrorKind::InvalidToken | ErrorKind::Runtime => false,
+            ErrorKind::TokenResponse
+            | ErrorKind::InvalidToken
+            | ErrorKind::Runtime
+            | ErrorKind::Discovery
+            | ErrorKind::IssuerNotListed
+            | ErrorKind::InsufficientScope => false,
         }
     }
 
@@ -287,9 +325,8 @@ pub enum ConfigError {
         /// Which setting held the URL.
         field: &'static str,
     },
-    /// No token endpoint was configured. (Discovery from the resource's metadata is planned;
-    /// until then the endpoint must be given.)
-    MissingTokenEndpoint,
+    /// `expected_issuer` and `issuer` disagree.
+    ConflictingIssuer,
     /// The `client_id` is empty.
     EmptyClientId,
     /// A scope is empty or contains characters RFC 6749 §3.3 does not allow (spaces, `"`, `\`,
@@ -323,7 +360,9 @@ impl fmt::Display for ConfigError {
                 f,
                 "{field} URL must use https (http is allowed only for loopback hosts with insecure_allow_http_loopback)"
             ),
-            ConfigError::MissingTokenEndpoint => f.write_str("no token endpoint configured"),
+            ConfigError::ConflictingIssuer => {
+                f.write_str("expected_issuer and issuer name different servers")
+            }
             ConfigError::EmptyClientId => f.write_str("client_id is empty"),
             ConfigError::InvalidScope { scope } => {
                 write!(

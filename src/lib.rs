@@ -83,6 +83,7 @@ pub mod auth_client;
 pub mod cache;
 pub mod challenge;
 mod credentials;
+mod discovery;
 mod error;
 pub mod middleware;
 pub mod retry;
@@ -91,6 +92,7 @@ mod target;
 mod token;
 
 pub use crate::credentials::{AuthMethod, Credentials};
+pub use crate::discovery::ResourceParameter;
 pub use crate::error::{BoxError, ConfigError, Error, ErrorKind};
 pub use crate::middleware::{ClientCredentials, ClientCredentialsBuilder, ClientCredentialsLayer};
 pub use crate::secret::{AccessToken, ClientSecret};

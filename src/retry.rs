@@ -3,7 +3,10 @@
 //! A 401 from the protected resource means the token was rejected (revoked, or expired early):
 //! the cache drops that token (only if it is still the current one), gets a new one, and the
 //! request is replayed once with it, provided its body can be replayed. A second 401 is returned
-//! to the caller, never looped (REFERENCE R62, R63).
+//! to the caller, never looped (REFERENCE R62, R63). A 401 to a request sent before anything was
+//! known about the server starts discovery from its challenge (R66). A 403 (or 401) with
+//! `Bearer error="insufficient_scope"` asks once for the union of the scopes so far and the
+//! challenged ones, then replays (R37, R38); any other 403 is handed back (R39).
 //!
 //! Bodies are cloned before the first attempt by a [`CloneBody`] policy. [`DefaultReplay`] knows
 //! the common in-memory bodies; [`NoReplay`] turns replay off; a closure handles your own type.
@@ -14,6 +17,9 @@ use std::fmt;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Empty, Full};
+
+use crate::cache::Hints;
+use crate::challenge::BearerChallenge;
 
 /// Clones request bodies so that a request refused with 401 can be sent again.
 ///
@@ -109,10 +115,32 @@ pub(crate) fn clone_request<B, R: CloneBody<B>>(
     Some(copy)
 }
 
-/// Whether a response says the token was rejected.
+/// What a response says about the token it was sent with.
+pub(crate) enum Refusal {
+    /// Nothing: hand the response back.
+    None,
+    /// 401: no token, or a rejected one (REFERENCE R62, R66).
+    Unauthorized(Hints),
+    /// 403 (or 401) with `Bearer error="insufficient_scope"`: more scope needed (R37). A 403
+    /// without it is a plain refusal and triggers nothing (R39).
+    InsufficientScope(Hints),
+}
+
+/// Classifies a response. Only 401 and 403 are looked at further, so the hot path pays one
+/// status comparison.
 #[inline]
-pub(crate) fn is_rejection<B>(response: &Response<B>) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED
+pub(crate) fn classify<B>(response: &Response<B>) -> Refusal {
+    let status = response.status();
+    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+        return Refusal::None;
+    }
+    let challenge = BearerChallenge::from_headers(response.headers());
+    let hints = Hints::from_challenge(challenge.as_ref());
+    match challenge {
+        Some(c) if c.is_insufficient_scope() => Refusal::InsufficientScope(hints),
+        _ if status == StatusCode::UNAUTHORIZED => Refusal::Unauthorized(hints),
+        _ => Refusal::None,
+    }
 }
 
 /// Prints a value's type name in `Debug` output, for strategies that may be closures.

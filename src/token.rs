@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use serde_json::{Map, Value};
 
 use crate::auth_client::AuthHttpClient;
 use crate::cache::clock::Clock;
 use crate::credentials::{Credentials, Form};
+use crate::discovery::Binding;
 use crate::error::{Error, ErrorKind, escape_for_message};
 use crate::secret::AccessToken;
 
@@ -53,45 +54,41 @@ pub(crate) struct Issued {
     pub(crate) started_ms: u64,
 }
 
-/// Everything needed to ask one token endpoint for tokens.
+/// Everything needed to ask a token endpoint for tokens, except where it is: that comes from
+/// discovery (a [`Binding`]).
 #[derive(Debug)]
-pub(crate) struct TokenEndpoint {
+pub(crate) struct TokenClient {
     pub(crate) client: AuthHttpClient,
-    pub(crate) url: Uri,
     pub(crate) credentials: Credentials,
-    /// The RFC 8707 `resource` value, sent verbatim.
-    pub(crate) resource: Option<String>,
     pub(crate) extra_params: Vec<(String, String)>,
     pub(crate) retry: RetryConfig,
 }
 
-impl TokenEndpoint {
-    fn host(&self) -> &str {
-        self.url.host().unwrap_or("")
-    }
-
+impl TokenClient {
     /// Requests a token, retrying transient failures with exponential backoff and full jitter,
     /// honouring `Retry-After`, within the attempt and total time limits.
     pub(crate) async fn request(
         &self,
+        binding: &Binding,
         scope: Option<&str>,
         clock: &Clock,
     ) -> Result<Issued, Error> {
         use tracing::Instrument as _;
         let span = tracing::info_span!(
             "token_request",
-            issuer_host = %self.host(),
+            issuer_host = %binding.token_endpoint.host().unwrap_or(""),
             client_id = %self.credentials.client_id(),
             grant = "client_credentials",
-            auth_method = %self.credentials.auth_method(),
+            auth_method = %binding.auth_method,
         );
-        self.request_with_retries(scope, clock)
+        self.request_with_retries(binding, scope, clock)
             .instrument(span)
             .await
     }
 
     async fn request_with_retries(
         &self,
+        binding: &Binding,
         scope: Option<&str>,
         clock: &Clock,
     ) -> Result<Issued, Error> {
@@ -102,7 +99,7 @@ impl TokenEndpoint {
             let started_ms = clock.now_ms();
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let limit = self.retry.attempt_timeout.min(remaining);
-            let result = match tokio::time::timeout(limit, self.attempt(scope)).await {
+            let result = match tokio::time::timeout(limit, self.attempt(binding, scope)).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::new(ErrorKind::Timeout, "token request timed out")),
             };
@@ -159,22 +156,28 @@ impl TokenEndpoint {
     }
 
     /// Builds the token request: the grant's form plus exactly one client authentication.
-    pub(crate) fn build_request(&self, scope: Option<&str>) -> Request<Full<Bytes>> {
+    pub(crate) fn build_request(
+        &self,
+        binding: &Binding,
+        scope: Option<&str>,
+    ) -> Request<Full<Bytes>> {
         let mut form = Form::default();
         form.push("grant_type", "client_credentials");
         if let Some(scope) = scope {
             form.push("scope", scope);
         }
-        if let Some(resource) = &self.resource {
+        if let Some(resource) = &binding.resource {
             form.push("resource", resource);
         }
         for (name, value) in &self.extra_params {
             form.push(name, value);
         }
-        let auth = self.credentials.authenticate(&mut form);
+        let auth = self
+            .credentials
+            .authenticate(&mut form, binding.auth_method);
         let mut req = Request::new(Full::new(form.into_bytes()));
         *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = self.url.clone();
+        *req.uri_mut() = binding.token_endpoint.clone();
         let headers = req.headers_mut();
         headers.insert(
             CONTENT_TYPE,
@@ -189,11 +192,12 @@ impl TokenEndpoint {
 
     async fn attempt(
         &self,
+        binding: &Binding,
         scope: Option<&str>,
     ) -> Result<(AccessToken, HeaderValue, Option<Duration>, Option<String>), Error> {
         let response = self
             .client
-            .send(self.build_request(scope))
+            .send(self.build_request(binding, scope))
             .await
             .map_err(|e| {
                 Error::with_source(

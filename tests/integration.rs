@@ -473,10 +473,16 @@ async fn configuration_errors_are_typed() {
     ));
     let base =
         || ClientCredentialsLayer::builder("https://mcp.example.com/mcp", creds.clone()).unwrap();
-    assert_eq!(
-        base().build().unwrap_err(),
-        ConfigError::MissingTokenEndpoint
-    );
+    // Neither endpoint nor issuer: discovery mode, a valid configuration.
+    assert!(base().build().unwrap().cache_key().is_none());
+    let err = base()
+        .issuer("https://a.example")
+        .unwrap()
+        .expected_issuer("https://b.example")
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert_eq!(err, ConfigError::ConflictingIssuer);
     let err = base()
         .token_endpoint("http://auth.example.com/token")
         .unwrap()
@@ -540,7 +546,7 @@ async fn scope_sets_are_normalised_into_the_cache_key() {
         layer(&["a", "b"]).cache_key()
     );
     assert_ne!(layer(&["A"]).cache_key(), layer(&["a"]).cache_key());
-    assert_eq!(layer(&["b", "a"]).cache_key().scope(), "a b");
+    assert_eq!(layer(&["b", "a"]).cache_key().unwrap().scope(), "a b");
 }
 
 #[tokio::test]
@@ -657,4 +663,56 @@ fn public_types_are_send_and_sync() {
     assert_send::<<ClientCredentials<HttpClient> as Service<Request<Full<Bytes>>>>::Future>();
     fn assert_store_object_safe(_: &dyn tower_client_credentials::cache::TokenStore) {}
     let _ = assert_store_object_safe;
+}
+
+#[tokio::test]
+async fn discovers_everything_from_the_mcp_url_alone() {
+    // Issue #3: the user gives only the MCP server URL and the credentials.
+    let env = env(AuthServerConfig::default()).await;
+    let creds = Credentials::client_secret("demo-client", "demo-secret").unwrap();
+    let layer = ClientCredentialsLayer::builder(env.mcp.url(), creds)
+        .unwrap()
+        .insecure_allow_http_loopback()
+        .build()
+        .unwrap();
+    let svc = service(layer.clone());
+    // First request: sent without a token, 401 with resource_metadata, discovery, token, replay.
+    let response = svc
+        .clone()
+        .oneshot(call(&env.mcp.url(), 1, "tools/list"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // The MCP server saw: the probe, the metadata GET (never with the token, R6), the replay.
+    let seen = env.mcp.seen_authorization();
+    assert_eq!(seen.len(), 3);
+    assert_eq!((seen[0].as_deref(), seen[1].as_deref()), (None, None));
+    assert!(seen[2].as_deref().unwrap().starts_with("Bearer "));
+    assert_eq!(env.auth.state().token_requests(), 1);
+    let recorded = &env.auth.state().recorded()[0];
+    assert_eq!(recorded.param("resource"), Some(env.mcp.url().as_str()));
+    assert_eq!(
+        recorded.param("scope"),
+        Some("mcp:tools"),
+        "scopes_supported is the fallback (R34)"
+    );
+    let key = layer.cache_key().unwrap();
+    assert_eq!(key.issuer(), env.auth.url());
+    // Many later requests on many clones: all carry the token from the start.
+    let mut tasks = Vec::new();
+    for id in 0..20 {
+        let svc = svc.clone();
+        let url = env.mcp.url();
+        tasks.push(tokio::spawn(async move {
+            svc.oneshot(call(&url, id, "tools/list"))
+                .await
+                .map(|r| r.status())
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), StatusCode::OK);
+    }
+    assert_eq!(env.mcp.requests(), 23, "discovery ran once");
+    assert_eq!(env.mcp.unauthorized(), 1);
+    assert_eq!(env.auth.state().token_requests(), 1);
 }

@@ -18,6 +18,7 @@
 pub(crate) mod clock;
 mod store;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::pin::Pin;
@@ -31,9 +32,11 @@ use tokio::sync::watch;
 
 use self::clock::Clock;
 pub use self::store::{CacheKey, MemoryStore, StoreFuture, StoredToken, TokenStore};
+use crate::discovery::{Binding, Discovery, ResourceParameter, Source, scope_set};
+use crate::error::escape_for_message;
 use crate::error::{Error, ErrorKind};
 use crate::secret::AccessToken;
-use crate::token::{Issued, TokenEndpoint, bearer_header};
+use crate::token::{Issued, TokenClient, bearer_header};
 
 /// A number in `[0, 1)`, random enough for jitter (not for secrets).
 pub(crate) fn random_fraction() -> f64 {
@@ -124,11 +127,59 @@ impl std::fmt::Debug for TokenView {
     }
 }
 
+/// What a `WWW-Authenticate` challenge told us.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Hints {
+    pub(crate) resource_metadata: Option<String>,
+    pub(crate) scope: Option<String>,
+}
+
+impl Hints {
+    pub(crate) fn from_challenge(challenge: Option<&crate::challenge::BearerChallenge>) -> Self {
+        Self {
+            resource_metadata: challenge
+                .and_then(|c| c.resource_metadata())
+                .map(str::to_owned),
+            scope: challenge.and_then(|c| c.scope()).map(str::to_owned),
+        }
+    }
+}
+
+struct StepUp {
+    previous: BTreeSet<String>,
+    challenged: BTreeSet<String>,
+}
+
+/// Why a token is being acquired.
+#[derive(Default)]
+struct Ask {
+    /// The token the resource rejected (a forced renewal).
+    rejected: Option<AccessToken>,
+    hints: Hints,
+    step_up: Option<StepUp>,
+}
+
+/// What the hot path should do with a request.
+pub(crate) enum Lookup {
+    /// Send it with this header; remember the token's generation.
+    Hit(HeaderValue, u64),
+    /// Wait for a token first.
+    Wait(AcquireFuture),
+    /// Nothing is known about the server yet: send it without a token and learn from the 401.
+    Probe,
+}
+
 /// One cache entry and everything needed to fill it.
 pub(crate) struct Slot {
-    key: CacheKey,
-    scope_param: Option<String>,
-    endpoint: TokenEndpoint,
+    discovery: Discovery,
+    tokens: TokenClient,
+    configured_scopes: BTreeSet<String>,
+    binding: Mutex<Option<Arc<Binding>>>,
+    /// The `resource_metadata` URL that last led to a binding, reused when it expires.
+    last_hint: Mutex<Option<String>>,
+    /// The scope set being requested; decided at the first acquisition (REFERENCE R34).
+    scopes: Mutex<Option<BTreeSet<String>>>,
+    key: ArcSwapOption<CacheKey>,
     store: Arc<dyn TokenStore>,
     policy: CachePolicy,
     clock: Clock,
@@ -143,24 +194,58 @@ pub(crate) struct Slot {
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot")
-            .field("key", &self.key)
+            .field("key", &self.key.load().as_deref())
+            .field("discovery", &self.discovery)
             .field("current", &self.current.load().as_deref())
             .finish_non_exhaustive()
     }
 }
 
+fn join(scopes: &BTreeSet<String>) -> String {
+    scopes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Slot {
     pub(crate) fn new(
-        key: CacheKey,
-        endpoint: TokenEndpoint,
+        discovery: Discovery,
+        tokens: TokenClient,
+        configured_scopes: BTreeSet<String>,
         store: Arc<dyn TokenStore>,
         policy: CachePolicy,
     ) -> Self {
-        let scope_param = (!key.scope().is_empty()).then(|| key.scope().to_owned());
+        // With the token endpoint configured the key is known now; otherwise after discovery.
+        let key = match &discovery.config().source {
+            Source::TokenEndpoint(raw, _) => {
+                let resource = match &discovery.config().resource_parameter {
+                    ResourceParameter::Discovered => discovery.config().resource_url.clone(),
+                    ResourceParameter::Replace(value) => value.clone(),
+                    ResourceParameter::Omit => String::new(),
+                };
+                Some(Arc::new(CacheKey::new(
+                    raw,
+                    tokens.credentials.client_id(),
+                    &resource,
+                    &join(&configured_scopes),
+                )))
+            }
+            _ => None,
+        };
         Self {
-            key,
-            scope_param,
-            endpoint,
+            discovery,
+            tokens,
+            configured_scopes,
+            binding: Mutex::new(None),
+            last_hint: Mutex::new(None),
+            scopes: Mutex::new(None),
+            key: ArcSwapOption::new(key),
             store,
             policy,
             clock: Clock::new(),
@@ -172,12 +257,13 @@ impl Slot {
         }
     }
 
-    pub(crate) fn key(&self) -> &CacheKey {
-        &self.key
+    /// The cache key of the token being used, once known.
+    pub(crate) fn key(&self) -> Option<CacheKey> {
+        self.key.load_full().map(|k| (*k).clone())
     }
 
     fn lock(&self) -> MutexGuard<'_, FlightState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// A per-handle view of the current token: reading it is one atomic load and a pointer
@@ -186,25 +272,22 @@ impl Slot {
         TokenView(arc_swap::Cache::new(Arc::clone(&self.current)))
     }
 
-    /// The hot path: a usable token's header and generation now, or a future that waits for one.
-    /// One atomic load through the caller's view and one `HeaderValue` clone.
+    /// The hot path: a usable token's header and generation, a future that waits for one, or
+    /// (before anything is known about the server) a probe.
     #[inline]
-    pub(crate) fn lookup(
-        self: &Arc<Self>,
-        view: &mut TokenView,
-    ) -> Result<(HeaderValue, u64), AcquireFuture> {
+    pub(crate) fn lookup(self: &Arc<Self>, view: &mut TokenView) -> Lookup {
         if let Some(token) = view.0.load() {
             let now = tokio::time::Instant::now();
             if now < token.stale_instant {
-                return Ok((token.header.clone(), token.generation));
+                return Lookup::Hit(token.header.clone(), token.generation);
             }
             if now < token.expired_instant {
-                let hit = (token.header.clone(), token.generation);
+                let hit = Lookup::Hit(token.header.clone(), token.generation);
                 self.refresh_ahead();
-                return Ok(hit);
+                return hit;
             }
         }
-        Err(self.acquire())
+        self.miss()
     }
 
     fn usable(&self, now: u64) -> Option<Arc<CachedToken>> {
@@ -218,14 +301,42 @@ impl Slot {
         }
         let mut state = self.lock();
         if live(&state.inflight).is_none()
-            && let Err(err) = self.start_flight(&mut state, None)
+            && let Err(err) = self.start_flight(&mut state, Ask::default())
         {
             tracing::debug!(error = %err, "could not start a refresh ahead of expiry");
         }
     }
 
-    /// Waits for a usable token: the current one, the acquisition in flight, or a new one.
+    fn miss(self: &Arc<Self>) -> Lookup {
+        let mut state = self.lock();
+        let now = self.clock.now_ms();
+        if let Some(token) = self.usable(now) {
+            return Lookup::Hit(token.header.clone(), token.generation);
+        }
+        if let Some(flight) = live(&state.inflight) {
+            return Lookup::Wait(wait(flight));
+        }
+        if let Some((until, err)) = &state.negative
+            && now < *until
+        {
+            return Lookup::Wait(ready(Err(err.clone())));
+        }
+        if matches!(self.discovery.config().source, Source::Discover)
+            && lock(&self.binding).is_none()
+        {
+            return Lookup::Probe;
+        }
+        Lookup::Wait(self.start_or_fail(&mut state, Ask::default()))
+    }
+
+    /// Waits for a usable token: the current one, the acquisition in flight, or a new one
+    /// (discovering the server through its well-known URLs if needed).
     pub(crate) fn acquire(self: &Arc<Self>) -> AcquireFuture {
+        self.acquire_with(Hints::default())
+    }
+
+    /// Like [`acquire`](Self::acquire), with what a challenge said.
+    pub(crate) fn acquire_with(self: &Arc<Self>, hints: Hints) -> AcquireFuture {
         let mut state = self.lock();
         let now = self.clock.now_ms();
         if let Some(token) = self.usable(now) {
@@ -236,23 +347,42 @@ impl Slot {
         {
             return ready(Err(err.clone()));
         }
-        let flight = match live(&state.inflight) {
-            Some(flight) => flight,
-            None => match self.start_flight(&mut state, None) {
-                Ok(flight) => flight,
-                Err(err) => return ready(Err(err)),
-            },
-        };
-        drop(state);
-        wait(flight)
+        match live(&state.inflight) {
+            Some(flight) => wait(flight),
+            None => self.start_or_fail(
+                &mut state,
+                Ask {
+                    hints,
+                    ..Ask::default()
+                },
+            ),
+        }
     }
 
-    /// A resource rejected `rejected`: invalidate it (only if it is still current), and return a
-    /// future for its replacement. `None` when renewals are rate-limited (the caller hands the
-    /// rejection back).
+    fn start_or_fail(self: &Arc<Self>, state: &mut FlightState, ask: Ask) -> AcquireFuture {
+        match self.start_flight(state, ask) {
+            Ok(flight) => wait(flight),
+            Err(err) => ready(Err(err)),
+        }
+    }
+
+    /// Whether a renewal forced by the resource is allowed now (one per interval, REFERENCE R65).
+    fn may_force(&self, state: &mut FlightState, now: u64) -> bool {
+        let interval = self.policy.forced_renewal_interval.as_millis() as u64;
+        if state.last_forced.is_some_and(|last| now < last + interval) {
+            return false;
+        }
+        state.last_forced = Some(now);
+        true
+    }
+
+    /// A resource rejected the token of `rejected_generation`: invalidate it (only if it is still
+    /// current), and return a future for its replacement. `None` when renewals are rate-limited
+    /// (the caller hands the rejection back).
     pub(crate) fn renew_rejected(
         self: &Arc<Self>,
         rejected_generation: u64,
+        hints: Hints,
     ) -> Option<AcquireFuture> {
         let mut state = self.lock();
         let now = self.clock.now_ms();
@@ -266,32 +396,61 @@ impl Slot {
         if let Some(flight) = live(&state.inflight) {
             return Some(wait(flight));
         }
-        if state
-            .last_forced
-            .is_some_and(|last| now < last + self.policy.forced_renewal_interval.as_millis() as u64)
-        {
-            tracing::debug!(key = %self.key, "token rejected again within the renewal interval; not renewing");
+        if !self.may_force(&mut state, now) {
+            tracing::debug!("token rejected again within the renewal interval; not renewing");
             return None;
         }
-        state.last_forced = Some(now);
         let rejected = current
             .filter(|t| t.generation == rejected_generation)
             .map(|t| {
                 self.current.store(None);
                 t.token.clone()
             });
-        tracing::info!(client_id = %self.key.client_id(), "resource rejected the token; renewing");
-        Some(match self.start_flight(&mut state, rejected) {
-            Ok(flight) => wait(flight),
-            Err(err) => ready(Err(err)),
-        })
+        tracing::info!(client_id = %self.tokens.credentials.client_id(), "resource rejected the token; renewing");
+        let ask = Ask {
+            rejected,
+            hints,
+            step_up: None,
+        };
+        Some(self.start_or_fail(&mut state, ask))
     }
 
-    fn start_flight(
-        self: &Arc<Self>,
-        state: &mut FlightState,
-        rejected: Option<AccessToken>,
-    ) -> Result<Flight, Error> {
+    /// The resource answered `insufficient_scope`: ask once for the union of the scopes requested
+    /// so far and the challenged ones (REFERENCE R37, SEP-2350). `None` when there is nothing new
+    /// to ask for (R38) or renewals are rate-limited.
+    pub(crate) fn step_up(self: &Arc<Self>, hints: Hints) -> Option<AcquireFuture> {
+        let challenged = scope_set(hints.scope.as_deref()?);
+        let mut state = self.lock();
+        let mut scopes = lock(&self.scopes);
+        let previous = scopes
+            .clone()
+            .unwrap_or_else(|| self.configured_scopes.clone());
+        let union: BTreeSet<String> = previous.union(&challenged).cloned().collect();
+        if union == previous {
+            tracing::debug!("insufficient_scope for scopes already requested; not stepping up");
+            return None;
+        }
+        if let Some(flight) = live(&state.inflight) {
+            return Some(wait(flight));
+        }
+        if !self.may_force(&mut state, self.clock.now_ms()) {
+            return None;
+        }
+        tracing::info!(scope = %join(&union), "resource asked for more scope; stepping up");
+        *scopes = Some(union);
+        drop(scopes);
+        let ask = Ask {
+            rejected: None,
+            hints,
+            step_up: Some(StepUp {
+                previous,
+                challenged,
+            }),
+        };
+        Some(self.start_or_fail(&mut state, ask))
+    }
+
+    fn start_flight(self: &Arc<Self>, state: &mut FlightState, ask: Ask) -> Result<Flight, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::new(
                 ErrorKind::Runtime,
@@ -303,21 +462,95 @@ impl Slot {
         self.refreshing.store(true, Ordering::Release);
         let slot = Arc::clone(self);
         runtime.spawn(async move {
-            let outcome = slot.obtain(rejected).await;
+            let outcome = slot.obtain(ask).await;
             slot.complete(&outcome);
             let _ = tx.send(Some(outcome));
         });
         Ok(rx)
     }
 
+    /// The binding to use: the cached one, or a fresh discovery when there is none, it expired,
+    /// or a renewal's challenge names protected resource metadata (REFERENCE R16).
+    async fn binding(&self, hints: &Hints, forced: bool) -> Result<Arc<Binding>, Error> {
+        let cached = lock(&self.binding).clone();
+        let refresh = forced && hints.resource_metadata.is_some();
+        if let Some(binding) = &cached
+            && !refresh
+            && tokio::time::Instant::now() < binding.expires
+        {
+            return Ok(Arc::clone(binding));
+        }
+        let hint = hints
+            .resource_metadata
+            .clone()
+            .or_else(|| lock(&self.last_hint).clone());
+        match self
+            .discovery
+            .bind(&self.tokens.credentials, hint.as_deref(), refresh)
+            .await
+        {
+            Ok(binding) => {
+                let binding = Arc::new(binding);
+                if hints.resource_metadata.is_some() {
+                    *lock(&self.last_hint) = hints.resource_metadata.clone();
+                }
+                *lock(&self.binding) = Some(Arc::clone(&binding));
+                Ok(binding)
+            }
+            // Metadata briefly unreachable: the binding we had is still the best guess.
+            Err(err) if err.is_transient() && !refresh && cached.is_some() => {
+                tracing::warn!(error = %err, "could not refresh discovery; keeping the previous binding");
+                Ok(cached.unwrap_or_else(|| unreachable!()))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The scope set to request: decided once (configured scopes, else the challenge's, else the
+    /// metadata's `scopes_supported`, else none, REFERENCE R34), widened only by step-up.
+    fn scopes_for(&self, binding: &Binding, hints: &Hints) -> BTreeSet<String> {
+        let mut scopes = lock(&self.scopes);
+        scopes
+            .get_or_insert_with(|| {
+                if !self.configured_scopes.is_empty() {
+                    self.configured_scopes.clone()
+                } else if let Some(scope) = &hints.scope {
+                    scope_set(scope)
+                } else {
+                    binding.scopes_supported.iter().cloned().collect()
+                }
+            })
+            .clone()
+    }
+
     /// Gets a token from the store (if someone else refreshed it) or from the token endpoint.
-    async fn obtain(&self, rejected: Option<AccessToken>) -> Outcome {
-        if let Some(bad) = &rejected {
-            if let Err(err) = self.store.invalidate(&self.key, bad).await {
+    async fn obtain(&self, ask: Ask) -> Outcome {
+        let result = self.obtain_inner(&ask).await;
+        if result.is_err()
+            && let Some(step) = &ask.step_up
+        {
+            *lock(&self.scopes) = Some(step.previous.clone());
+        }
+        result
+    }
+
+    async fn obtain_inner(&self, ask: &Ask) -> Outcome {
+        let binding = self.binding(&ask.hints, ask.rejected.is_some()).await?;
+        let scopes = self.scopes_for(&binding, &ask.hints);
+        let scope = join(&scopes);
+        let key = CacheKey::new(
+            &binding.issuer,
+            self.tokens.credentials.client_id(),
+            binding.resource.as_deref().unwrap_or(""),
+            &scope,
+        );
+        self.key.store(Some(Arc::new(key.clone())));
+        if let Some(bad) = &ask.rejected {
+            if let Err(err) = self.store.invalidate(&key, bad).await {
                 tracing::warn!(error = %err, "token store invalidate failed");
             }
-        } else {
-            match self.store.get(&self.key).await {
+        } else if ask.step_up.is_none() {
+            match self.store.get(&key).await {
                 Ok(Some(stored)) => {
                     if let Some(token) = self.adopt_stored(stored) {
                         return Ok(token);
@@ -329,10 +562,30 @@ impl Slot {
                 }
             }
         }
+        let scope_param = (!scope.is_empty()).then_some(scope.as_str());
         let issued = self
-            .endpoint
-            .request(self.scope_param.as_deref(), &self.clock)
+            .tokens
+            .request(&binding, scope_param, &self.clock)
             .await?;
+        if let Some(step) = &ask.step_up
+            && let Some(granted) = &issued.scope
+        {
+            let granted = scope_set(granted);
+            let missing: Vec<&str> = step
+                .challenged
+                .difference(&granted)
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::InsufficientScope,
+                    format!(
+                        "the authorization server did not grant {}",
+                        escape_for_message(&missing.join(" "))
+                    ),
+                ));
+            }
+        }
         let token = self.cached_from_issued(issued);
         let stored = StoredToken {
             access_token: token.token.clone(),
@@ -340,7 +593,7 @@ impl Slot {
             expires_at: Clock::to_system_time(token.expires_at),
             scope: token.scope.clone(),
         };
-        if let Err(err) = self.store.put(&self.key, stored).await {
+        if let Err(err) = self.store.put(&key, stored).await {
             tracing::warn!(error = %err, "token store write failed");
         }
         Ok(token)
@@ -501,7 +754,7 @@ async fn worker(slot: Weak<Slot>, mut shutdown: watch::Receiver<()>, clock: Cloc
             let mut state = slot.lock();
             match live(&state.inflight) {
                 Some(flight) => flight,
-                None => match slot.start_flight(&mut state, None) {
+                None => match slot.start_flight(&mut state, Ask::default()) {
                     Ok(flight) => flight,
                     Err(_) => return,
                 },

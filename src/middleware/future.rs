@@ -12,7 +12,7 @@ use tower::Service;
 
 use crate::cache::{AcquireFuture, Slot};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::retry;
+use crate::retry::{self, Refusal};
 
 pin_project! {
     /// Response future for [`ClientCredentials`](crate::ClientCredentials).
@@ -36,10 +36,10 @@ pin_project! {
         // Waiting for the shared token acquisition, holding the (ready) inner service. Boxed, like
         // every state off the hot path, to keep the future small.
         Acquire { waiting: Option<Box<Waiting<S, B>>> },
-        // The authenticated request is in flight.
+        // The request is in flight: with the token of `generation`, or with none (a probe).
         Call {
             #[pin] fut: F,
-            generation: u64,
+            generation: Option<u64>,
             replay: Option<(S, Request<B>)>,
         },
         // The token was rejected: waiting for its replacement.
@@ -70,7 +70,7 @@ where
 
     pub(crate) fn call(
         fut: S::Future,
-        generation: u64,
+        generation: Option<u64>,
         replay: Option<(S, Request<B>)>,
         slot: Arc<Slot>,
     ) -> Self {
@@ -149,7 +149,7 @@ where
                     let fut = svc.call(req);
                     this.state.set(State::Call {
                         fut,
-                        generation: token.generation,
+                        generation: Some(token.generation),
                         replay,
                     });
                 }
@@ -159,19 +159,28 @@ where
                     replay,
                 } => {
                     let response = ready!(fut.poll(cx)).map_err(Into::into)?;
-                    if !retry::is_rejection(&response) {
-                        return Poll::Ready(Ok(response));
-                    }
+                    let refusal = retry::classify(&response);
                     let Some(slot) = this.slot.as_ref() else {
                         return Poll::Ready(Ok(response));
                     };
-                    // Renew even when this request cannot be replayed: the next one gets the new
-                    // token. The renewal runs on its own task, so dropping the future is fine.
-                    let renewal = slot.renew_rejected(*generation);
-                    match (replay.take(), renewal) {
+                    // Each path below starts (or joins) a token acquisition on its own task, so
+                    // even a request that cannot be replayed leaves a usable token behind.
+                    let token = match (refusal, *generation) {
+                        (Refusal::None, _) => return Poll::Ready(Ok(response)),
+                        (
+                            Refusal::Unauthorized(hints) | Refusal::InsufficientScope(hints),
+                            None,
+                        ) => Some(slot.acquire_with(hints)),
+                        (Refusal::Unauthorized(hints), Some(generation)) => {
+                            slot.renew_rejected(generation, hints)
+                        }
+                        (Refusal::InsufficientScope(hints), Some(_)) => slot.step_up(hints),
+                    };
+                    match (replay.take(), token) {
                         (Some(replay), Some(token)) => {
                             tracing::debug!(
-                                "request refused with 401; replaying once with a new token"
+                                status = response.status().as_u16(),
+                                "request refused; replaying once with a new token"
                             );
                             this.state.set(State::Renew {
                                 token,

@@ -11,10 +11,11 @@ use super::service::ClientCredentials;
 use crate::auth_client::AuthHttpClient;
 use crate::cache::{CacheKey, CachePolicy, MemoryStore, Slot, TokenStore};
 use crate::credentials::Credentials;
+use crate::discovery::{Discovery, DiscoveryConfig, ResourceParameter, Source};
 use crate::error::{ConfigError, Error, escape_for_message};
 use crate::retry::DefaultReplay;
 use crate::target::{Target, check_secure, parse_url};
-use crate::token::{RetryConfig, TokenEndpoint};
+use crate::token::{RetryConfig, TokenClient};
 
 /// What every service made by one layer shares: where tokens go, and the cache slot.
 pub(crate) struct Shared {
@@ -62,6 +63,12 @@ impl ClientCredentialsLayer {
             resource,
             credentials,
             token_endpoint: None,
+            issuer: None,
+            expected_issuer: None,
+            strict_resource: false,
+            strict_issuer: false,
+            resource_parameter: ResourceParameter::default(),
+            metadata_max_age: Duration::from_secs(3600),
             scopes: BTreeSet::new(),
             client: None,
             store: None,
@@ -87,13 +94,15 @@ impl<R> ClientCredentialsLayer<R> {
         }
     }
 
-    /// The cache key of this layer's token.
-    pub fn cache_key(&self) -> &CacheKey {
+    /// The cache key of this layer's token, once the authorization server is known (at once
+    /// when the token endpoint is configured, after discovery otherwise).
+    pub fn cache_key(&self) -> Option<CacheKey> {
         self.shared.slot.key()
     }
 
     /// Gets a token now, so the first request does not wait for the token endpoint. Call it
-    /// before taking traffic.
+    /// before taking traffic. In discovery mode, with no challenge to go by, it looks for the
+    /// protected resource metadata at the well-known URLs (REFERENCE R12).
     ///
     /// # Errors
     ///
@@ -149,6 +158,12 @@ pub struct ClientCredentialsBuilder {
     resource: String,
     credentials: Credentials,
     token_endpoint: Option<String>,
+    issuer: Option<String>,
+    expected_issuer: Option<String>,
+    strict_resource: bool,
+    strict_issuer: bool,
+    resource_parameter: ResourceParameter,
+    metadata_max_age: Duration,
     scopes: BTreeSet<String>,
     client: Option<AuthHttpClient>,
     store: Option<Arc<dyn TokenStore>>,
@@ -164,6 +179,12 @@ impl fmt::Debug for ClientCredentialsBuilder {
             .field("resource", &self.resource)
             .field("credentials", &self.credentials)
             .field("token_endpoint", &self.token_endpoint)
+            .field("issuer", &self.issuer)
+            .field("expected_issuer", &self.expected_issuer)
+            .field("strict_resource", &self.strict_resource)
+            .field("strict_issuer", &self.strict_issuer)
+            .field("resource_parameter", &self.resource_parameter)
+            .field("metadata_max_age", &self.metadata_max_age)
             .field("scopes", &self.scopes)
             .field("policy", &self.policy)
             .field("retry", &self.retry)
@@ -177,7 +198,14 @@ impl fmt::Debug for ClientCredentialsBuilder {
 }
 
 impl ClientCredentialsBuilder {
-    /// The authorization server's token endpoint.
+    /// The authorization server's token endpoint, which skips all discovery. The `resource`
+    /// parameter is still sent (the configured resource URL).
+    ///
+    /// Without a token endpoint or an [`issuer`](Self::issuer), the layer discovers everything
+    /// from the resource: the first request goes out without a token, and the `401`'s
+    /// `WWW-Authenticate` challenge names the protected resource metadata (RFC 9728), which names
+    /// the authorization server, whose metadata (RFC 8414 / OpenID Connect) names the token
+    /// endpoint. After that, every request carries a token.
     ///
     /// # Errors
     ///
@@ -188,6 +216,66 @@ impl ClientCredentialsBuilder {
         parse_url(&url, "token_endpoint")?;
         self.token_endpoint = Some(url);
         Ok(self)
+    }
+
+    /// The authorization server's issuer: skips the protected resource metadata and fetches this
+    /// server's metadata (RFC 8414 / OpenID Connect) for its token endpoint. Also binds the
+    /// credentials to it, like [`expected_issuer`](Self::expected_issuer).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidUrl`] if it is not an absolute `http(s)` URL without credentials or
+    /// a fragment.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Result<Self, ConfigError> {
+        let issuer = issuer.into();
+        parse_url(&issuer, "issuer")?;
+        self.issuer = Some(issuer);
+        Ok(self)
+    }
+
+    /// Binds the credentials to this authorization server (REFERENCE R20–R22): when the
+    /// protected resource lists several, this one is used; when it no longer lists this one, the
+    /// credentials are sent nowhere and requests fail with
+    /// [`ErrorKind::IssuerNotListed`](crate::ErrorKind::IssuerNotListed).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidUrl`] if it is not an absolute `http(s)` URL.
+    pub fn expected_issuer(mut self, issuer: impl Into<String>) -> Result<Self, ConfigError> {
+        let issuer = issuer.into();
+        parse_url(&issuer, "expected_issuer")?;
+        self.expected_issuer = Some(issuer);
+        Ok(self)
+    }
+
+    /// Accepts protected resource metadata only when its `resource` is exactly the resource URL
+    /// (RFC 9728 §3.3). By default a same-origin `resource` whose path is a parent of the resource
+    /// URL's path is also accepted, as the official MCP SDKs do; another origin is always refused.
+    pub fn strict_resource_validation(mut self) -> Self {
+        self.strict_resource = true;
+        self
+    }
+
+    /// Accepts authorization server metadata only when its `issuer` is exactly the issuer it was
+    /// looked up for. By default a path-less issuer may differ by one trailing `/` (many large
+    /// servers publish that way; both spellings map to the same metadata URL).
+    pub fn strict_issuer_validation(mut self) -> Self {
+        self.strict_issuer = true;
+        self
+    }
+
+    /// Overrides the RFC 8707 `resource` parameter for servers that reject it. Off by default and
+    /// outside the MCP specification, which requires `resource` on every token request.
+    pub fn resource_parameter(mut self, parameter: ResourceParameter) -> Self {
+        self.resource_parameter = parameter;
+        self
+    }
+
+    /// The longest time discovered metadata is trusted before it is fetched again (it is also
+    /// bounded by the documents' `Cache-Control: max-age`). Default one hour.
+    pub fn metadata_max_age(mut self, max_age: Duration) -> Self {
+        self.metadata_max_age = max_age;
+        self
     }
 
     /// The scopes to request. Order and duplicates do not matter: they are sent sorted and
@@ -373,39 +461,62 @@ impl ClientCredentialsBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::MissingTokenEndpoint`] without a token endpoint, and
-    /// [`ConfigError::InsecureUrl`] for an `http` URL that is not an allowed loopback.
+    /// [`ConfigError::InsecureUrl`] for an `http` URL that is not an allowed loopback, and
+    /// [`ConfigError::ConflictingIssuer`] when `issuer` and `expected_issuer` disagree.
     pub fn build(self) -> Result<ClientCredentialsLayer, ConfigError> {
         let resource_uri = parse_url(&self.resource, "resource")?;
         check_secure(&resource_uri, "resource", self.allow_http_loopback)?;
-        let endpoint = self
-            .token_endpoint
-            .ok_or(ConfigError::MissingTokenEndpoint)?;
-        let endpoint_uri = parse_url(&endpoint, "token_endpoint")?;
-        check_secure(&endpoint_uri, "token_endpoint", self.allow_http_loopback)?;
-
-        let scope = self
-            .scopes
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let key = CacheKey::new(
-            &endpoint,
-            self.credentials.client_id(),
-            &self.resource,
-            &scope,
+        let source = match (&self.token_endpoint, &self.issuer) {
+            (Some(endpoint), _) => {
+                let uri = parse_url(endpoint, "token_endpoint")?;
+                check_secure(&uri, "token_endpoint", self.allow_http_loopback)?;
+                Source::TokenEndpoint(endpoint.clone(), uri)
+            }
+            (None, Some(issuer)) => {
+                check_secure(
+                    &parse_url(issuer, "issuer")?,
+                    "issuer",
+                    self.allow_http_loopback,
+                )?;
+                Source::Issuer(issuer.clone())
+            }
+            (None, None) => Source::Discover,
+        };
+        if let (Some(issuer), Some(expected)) = (&self.issuer, &self.expected_issuer)
+            && !crate::discovery::urls::same_issuer(expected, issuer, !self.strict_issuer)
+        {
+            return Err(ConfigError::ConflictingIssuer);
+        }
+        let client = self.client.unwrap_or_default();
+        let discovery = Discovery::new(
+            DiscoveryConfig {
+                resource_url: self.resource,
+                resource_uri: resource_uri.clone(),
+                source,
+                expected_issuer: self.expected_issuer.or(self.issuer),
+                strict_resource: self.strict_resource,
+                strict_issuer: self.strict_issuer,
+                allow_http_loopback: self.allow_http_loopback,
+                resource_parameter: self.resource_parameter,
+                max_age: self.metadata_max_age,
+                timeout: self.retry.attempt_timeout,
+            },
+            client.clone(),
         );
-        let endpoint = TokenEndpoint {
-            client: self.client.unwrap_or_default(),
-            url: endpoint_uri,
+        let tokens = TokenClient {
+            client,
             credentials: self.credentials,
-            resource: Some(self.resource),
             extra_params: self.extra_params,
             retry: self.retry,
         };
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let slot = Arc::new(Slot::new(key, endpoint, store, self.policy));
+        let slot = Arc::new(Slot::new(
+            discovery,
+            tokens,
+            self.scopes,
+            store,
+            self.policy,
+        ));
         Ok(ClientCredentialsLayer {
             shared: Arc::new(Shared {
                 target: Target::new(&resource_uri),

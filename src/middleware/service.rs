@@ -9,7 +9,7 @@ use tower::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{ClientCredentialsLayer, Shared};
-use crate::cache::{CacheKey, TokenView};
+use crate::cache::{CacheKey, Lookup, TokenView};
 use crate::error::{BoxError, Error};
 use crate::retry::{self, CloneBody, DefaultReplay};
 
@@ -66,8 +66,8 @@ impl<S, R> ClientCredentials<S, R> {
         self.inner
     }
 
-    /// The cache key of this service's token.
-    pub fn cache_key(&self) -> &CacheKey {
+    /// The cache key of this service's token, once the authorization server is known.
+    pub fn cache_key(&self) -> Option<CacheKey> {
         self.shared.slot.key()
     }
 
@@ -125,13 +125,19 @@ where
         }
         let slot = Arc::clone(&self.shared.slot);
         match slot.lookup(&mut self.view) {
-            Ok((header, generation)) => {
+            Lookup::Hit(header, generation) => {
                 req.headers_mut().insert(AUTHORIZATION, header);
                 let replay =
                     retry::clone_request(&self.replay, &req).map(|copy| (self.inner.clone(), copy));
-                ResponseFuture::call(inner.call(req), generation, replay, slot)
+                ResponseFuture::call(inner.call(req), Some(generation), replay, slot)
             }
-            Err(token) => {
+            Lookup::Probe => {
+                // Nothing known about the server yet: its 401 names the metadata to discover.
+                let replay =
+                    retry::clone_request(&self.replay, &req).map(|copy| (self.inner.clone(), copy));
+                ResponseFuture::call(inner.call(req), None, replay, slot)
+            }
+            Lookup::Wait(token) => {
                 let replay =
                     retry::clone_request(&self.replay, &req).map(|copy| (self.inner.clone(), copy));
                 ResponseFuture::acquire(token, inner, req, replay, slot)
