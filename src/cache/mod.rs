@@ -502,7 +502,15 @@ impl Slot {
                 tracing::warn!(error = %err, "could not refresh discovery; keeping the previous binding");
                 Ok(cached.unwrap_or_else(|| unreachable!()))
             }
-            Err(err) => Err(err),
+            // The server's metadata now says something we refuse (another authorization server,
+            // another resource): forget the old binding, so later acquisitions discover again and
+            // fail the same way rather than quietly reusing it (REFERENCE R16, R21).
+            Err(err) => {
+                if !err.is_transient() {
+                    *lock(&self.binding) = None;
+                }
+                Err(err)
+            }
         }
     }
 
