@@ -86,6 +86,14 @@ pub enum ErrorKind {
     IssuerNotListed,
     /// After a step-up, the authorization server granted fewer scopes than the resource asked for.
     InsufficientScope,
+    /// The client's own credentials could not be used: a secret file is missing or empty, a key
+    /// cannot sign.
+    Credentials,
+    /// A JWT assertion could not be produced or is unusable: the callback failed, the file is
+    /// missing, the JWT is malformed or expired. Checked locally, before any request.
+    Assertion,
+    /// The resource refused a token from a token source that has no refresh hook.
+    Unauthorized,
 }
 
 impl ErrorKind {
@@ -101,6 +109,9 @@ impl ErrorKind {
             ErrorKind::Discovery => "discovery failed",
             ErrorKind::IssuerNotListed => "authorization server not listed",
             ErrorKind::InsufficientScope => "insufficient scope granted",
+            ErrorKind::Credentials => "credentials unusable",
+            ErrorKind::Assertion => "assertion unusable",
+            ErrorKind::Unauthorized => "the resource refused the token",
         }
     }
 }
@@ -205,7 +216,10 @@ impl Error {
             | ErrorKind::Runtime
             | ErrorKind::Discovery
             | ErrorKind::IssuerNotListed
-            | ErrorKind::InsufficientScope => false,
+            | ErrorKind::InsufficientScope
+            | ErrorKind::Credentials
+            | ErrorKind::Assertion
+            | ErrorKind::Unauthorized => false,
         }
     }
 

@@ -90,9 +90,15 @@ pub mod retry;
 mod secret;
 mod target;
 mod token;
+mod token_source;
 
-pub use crate::credentials::{AuthMethod, Credentials};
+pub use crate::credentials::{
+    AssertionAudience, AssertionContext, AuthMethod, ClientAssertion, Credentials,
+};
 pub use crate::discovery::ResourceParameter;
 pub use crate::error::{BoxError, ConfigError, Error, ErrorKind};
 pub use crate::middleware::{ClientCredentials, ClientCredentialsBuilder, ClientCredentialsLayer};
-pub use crate::secret::{AccessToken, ClientSecret};
+pub use crate::secret::{AccessToken, Assertion, ClientSecret};
+pub use crate::token_source::{
+    FnTokenSource, SourcedToken, TokenFuture, TokenSource, token_source_fn,
+};

@@ -79,6 +79,19 @@ secret_type! {
     AccessToken
 }
 
+secret_type! {
+    /// A signed JWT used as a client assertion (RFC 7523 §2.2) or as an authorization grant
+    /// (RFC 7523 §2.1): for example a workload identity token.
+    ///
+    /// ```
+    /// use tower_client_credentials::Assertion;
+    ///
+    /// let jwt = Assertion::new("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ3b3JrbG9hZCJ9.c2ln");
+    /// assert_eq!(format!("{jwt:?}"), "Assertion(<redacted>)");
+    /// ```
+    Assertion
+}
+
 impl AccessToken {
     /// Compares two tokens in time independent of where they first differ.
     pub(crate) fn same_as(&self, other: &AccessToken) -> bool {

@@ -77,8 +77,8 @@ impl TokenClient {
         let span = tracing::info_span!(
             "token_request",
             issuer_host = %binding.token_endpoint.host().unwrap_or(""),
-            client_id = %self.credentials.client_id(),
-            grant = "client_credentials",
+            client_id = %self.credentials.client_id().unwrap_or(""),
+            grant = self.credentials.grant_name(),
             auth_method = %binding.auth_method,
         );
         self.request_with_retries(binding, scope, clock)
@@ -155,14 +155,18 @@ impl TokenClient {
         }
     }
 
-    /// Builds the token request: the grant's form plus exactly one client authentication.
-    pub(crate) fn build_request(
+    /// Builds the token request: the grant's form plus exactly one client authentication. Called
+    /// for every attempt, so every attempt carries fresh assertions (REFERENCE R52).
+    pub(crate) async fn build_request(
         &self,
         binding: &Binding,
         scope: Option<&str>,
-    ) -> Request<Full<Bytes>> {
+    ) -> Result<Request<Full<Bytes>>, Error> {
+        let endpoint = binding.token_endpoint.to_string();
         let mut form = Form::default();
-        form.push("grant_type", "client_credentials");
+        self.credentials
+            .grant(&mut form, &binding.issuer, &endpoint)
+            .await?;
         if let Some(scope) = scope {
             form.push("scope", scope);
         }
@@ -174,7 +178,8 @@ impl TokenClient {
         }
         let auth = self
             .credentials
-            .authenticate(&mut form, binding.auth_method);
+            .authenticate(&mut form, binding.auth_method, &binding.issuer, &endpoint)
+            .await?;
         let mut req = Request::new(Full::new(form.into_bytes()));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = binding.token_endpoint.clone();
@@ -187,7 +192,7 @@ impl TokenClient {
         if let Some(auth) = auth {
             headers.insert(AUTHORIZATION, auth);
         }
-        req
+        Ok(req)
     }
 
     async fn attempt(
@@ -197,7 +202,7 @@ impl TokenClient {
     ) -> Result<(AccessToken, HeaderValue, Option<Duration>, Option<String>), Error> {
         let response = self
             .client
-            .send(self.build_request(binding, scope))
+            .send(self.build_request(binding, scope).await?)
             .await
             .map_err(|e| {
                 Error::with_source(
@@ -312,20 +317,25 @@ pub(crate) fn parse_response(
     })
 }
 
+/// Refuses a token that is empty or could break out of an `Authorization` header (R4). RFC 6750's
+/// b64token is narrower, but real tokens use other printable characters.
+pub(crate) fn check_token(token: &str) -> Result<(), Error> {
+    if token.is_empty() {
+        return Err(Error::new(ErrorKind::InvalidToken, "access_token is empty"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::new(
+            ErrorKind::InvalidToken,
+            "access_token contains characters not allowed in an Authorization header",
+        ));
+    }
+    Ok(())
+}
+
 fn access_token(object: &Map<String, Value>) -> Result<AccessToken, Error> {
     match object.get("access_token") {
         Some(Value::String(token)) => {
-            if token.is_empty() {
-                return Err(Error::new(ErrorKind::InvalidToken, "access_token is empty"));
-            }
-            // RFC 6750 b64token is narrower, but real tokens use other printable characters; what
-            // must never pass is anything that could break out of the header (R4).
-            if !token.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(Error::new(
-                    ErrorKind::InvalidToken,
-                    "access_token contains characters not allowed in an Authorization header",
-                ));
-            }
+            check_token(token)?;
             Ok(AccessToken::new(token.as_str()))
         }
         Some(_) => Err(Error::new(

@@ -32,11 +32,13 @@ use tokio::sync::watch;
 
 use self::clock::Clock;
 pub use self::store::{CacheKey, MemoryStore, StoreFuture, StoredToken, TokenStore};
+use crate::credentials::Credentials;
 use crate::discovery::{Binding, Discovery, ResourceParameter, Source, scope_set};
 use crate::error::escape_for_message;
 use crate::error::{Error, ErrorKind};
 use crate::secret::AccessToken;
-use crate::token::{Issued, TokenClient, bearer_header};
+use crate::token::{Issued, TokenClient, bearer_header, check_token};
+use crate::token_source::TokenSource;
 
 /// A number in `[0, 1)`, random enough for jitter (not for secrets).
 pub(crate) fn random_fraction() -> f64 {
@@ -169,10 +171,41 @@ pub(crate) enum Lookup {
     Probe,
 }
 
+/// How a slot gets tokens.
+// One per layer, never moved on a hot path: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Acquirer {
+    /// Discovery (as configured) and a token endpoint.
+    OAuth {
+        discovery: Discovery,
+        tokens: TokenClient,
+    },
+    /// A token source the user brought, for `resource`.
+    Source {
+        source: Arc<dyn TokenSource>,
+        resource: String,
+    },
+}
+
+impl std::fmt::Debug for Acquirer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Acquirer::OAuth { discovery, tokens } => f
+                .debug_struct("OAuth")
+                .field("discovery", discovery)
+                .field("credentials", &tokens.credentials)
+                .finish_non_exhaustive(),
+            Acquirer::Source { resource, .. } => f
+                .debug_struct("Source")
+                .field("resource", resource)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
 /// One cache entry and everything needed to fill it.
 pub(crate) struct Slot {
-    discovery: Discovery,
-    tokens: TokenClient,
+    acquirer: Acquirer,
     configured_scopes: BTreeSet<String>,
     binding: Mutex<Option<Arc<Binding>>>,
     /// The `resource_metadata` URL that last led to a binding, reused when it expires.
@@ -195,7 +228,7 @@ impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot")
             .field("key", &self.key.load().as_deref())
-            .field("discovery", &self.discovery)
+            .field("acquirer", &self.acquirer)
             .field("current", &self.current.load().as_deref())
             .finish_non_exhaustive()
     }
@@ -215,32 +248,36 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Slot {
     pub(crate) fn new(
-        discovery: Discovery,
-        tokens: TokenClient,
+        acquirer: Acquirer,
         configured_scopes: BTreeSet<String>,
         store: Arc<dyn TokenStore>,
         policy: CachePolicy,
     ) -> Self {
-        // With the token endpoint configured the key is known now; otherwise after discovery.
-        let key = match &discovery.config().source {
-            Source::TokenEndpoint(raw, _) => {
-                let resource = match &discovery.config().resource_parameter {
-                    ResourceParameter::Discovered => discovery.config().resource_url.clone(),
-                    ResourceParameter::Replace(value) => value.clone(),
-                    ResourceParameter::Omit => String::new(),
-                };
-                Some(Arc::new(CacheKey::new(
-                    raw,
-                    tokens.credentials.client_id(),
-                    &resource,
-                    &join(&configured_scopes),
-                )))
+        // With the token endpoint configured (or a token source) the key is known now; otherwise
+        // after discovery.
+        let key = match &acquirer {
+            Acquirer::OAuth { discovery, tokens } => match &discovery.config().source {
+                Source::TokenEndpoint(raw, _) => {
+                    let resource = match &discovery.config().resource_parameter {
+                        ResourceParameter::Discovered => discovery.config().resource_url.clone(),
+                        ResourceParameter::Replace(value) => value.clone(),
+                        ResourceParameter::Omit => String::new(),
+                    };
+                    Some(Arc::new(CacheKey::new(
+                        raw,
+                        tokens.credentials.client_id().unwrap_or_default(),
+                        &resource,
+                        &join(&configured_scopes),
+                    )))
+                }
+                _ => None,
+            },
+            Acquirer::Source { resource, .. } => {
+                Some(Arc::new(CacheKey::new("token-source", "", resource, "")))
             }
-            _ => None,
         };
         Self {
-            discovery,
-            tokens,
+            acquirer,
             configured_scopes,
             binding: Mutex::new(None),
             last_hint: Mutex::new(None),
@@ -321,7 +358,8 @@ impl Slot {
         {
             return Lookup::Wait(ready(Err(err.clone())));
         }
-        if matches!(self.discovery.config().source, Source::Discover)
+        if let Acquirer::OAuth { discovery, .. } = &self.acquirer
+            && matches!(discovery.config().source, Source::Discover)
             && lock(&self.binding).is_none()
         {
             return Lookup::Probe;
@@ -406,7 +444,7 @@ impl Slot {
                 self.current.store(None);
                 t.token.clone()
             });
-        tracing::info!(client_id = %self.tokens.credentials.client_id(), "resource rejected the token; renewing");
+        tracing::info!("resource rejected the token; renewing");
         let ask = Ask {
             rejected,
             hints,
@@ -471,7 +509,13 @@ impl Slot {
 
     /// The binding to use: the cached one, or a fresh discovery when there is none, it expired,
     /// or a renewal's challenge names protected resource metadata (REFERENCE R16).
-    async fn binding(&self, hints: &Hints, forced: bool) -> Result<Arc<Binding>, Error> {
+    async fn binding(
+        &self,
+        discovery: &Discovery,
+        credentials: &Credentials,
+        hints: &Hints,
+        forced: bool,
+    ) -> Result<Arc<Binding>, Error> {
         let cached = lock(&self.binding).clone();
         let refresh = forced && hints.resource_metadata.is_some();
         if let Some(binding) = &cached
@@ -484,11 +528,7 @@ impl Slot {
             .resource_metadata
             .clone()
             .or_else(|| lock(&self.last_hint).clone());
-        match self
-            .discovery
-            .bind(&self.tokens.credentials, hint.as_deref(), refresh)
-            .await
-        {
+        match discovery.bind(credentials, hint.as_deref(), refresh).await {
             Ok(binding) => {
                 let binding = Arc::new(binding);
                 if hints.resource_metadata.is_some() {
@@ -543,12 +583,61 @@ impl Slot {
     }
 
     async fn obtain_inner(&self, ask: &Ask) -> Outcome {
-        let binding = self.binding(&ask.hints, ask.rejected.is_some()).await?;
+        match &self.acquirer {
+            Acquirer::OAuth { discovery, tokens } => {
+                self.obtain_oauth(discovery, tokens, ask).await
+            }
+            Acquirer::Source { source, .. } => self.obtain_sourced(source.as_ref(), ask).await,
+        }
+    }
+
+    /// Asks the token source; on a rejection, its refresh hook.
+    async fn obtain_sourced(&self, source: &dyn TokenSource, ask: &Ask) -> Outcome {
+        let started_ms = self.clock.now_ms();
+        let fetch = if ask.rejected.is_some() {
+            source.refresh()
+        } else {
+            source.token()
+        };
+        let sourced = fetch.await.map_err(|e| {
+            Error::with_source(ErrorKind::Credentials, "the token source failed", e)
+        })?;
+        check_token(sourced.token.expose_secret())?;
+        let header = bearer_header(&sourced.token)?;
+        Ok(self.cached_from_issued(Issued {
+            token: sourced.token,
+            header,
+            expires_in: sourced.expires_in,
+            scope: None,
+            started_ms,
+        }))
+    }
+
+    /// Whether the resource's 401 is the caller's answer, as an error: a token source without a
+    /// refresh hook has nothing better to offer.
+    pub(crate) fn rejection_is_final(&self) -> bool {
+        matches!(&self.acquirer, Acquirer::Source { source, .. } if !source.can_refresh())
+    }
+
+    async fn obtain_oauth(
+        &self,
+        discovery: &Discovery,
+        tokens: &TokenClient,
+        ask: &Ask,
+    ) -> Outcome {
+        let binding = self
+            .binding(
+                discovery,
+                &tokens.credentials,
+                &ask.hints,
+                ask.rejected.is_some(),
+            )
+            .await?;
         let scopes = self.scopes_for(&binding, &ask.hints);
         let scope = join(&scopes);
         let key = CacheKey::new(
             &binding.issuer,
-            self.tokens.credentials.client_id(),
+            tokens.credentials.client_id().unwrap_or_default(),
             binding.resource.as_deref().unwrap_or(""),
             &scope,
         );
@@ -571,10 +660,7 @@ impl Slot {
             }
         }
         let scope_param = (!scope.is_empty()).then_some(scope.as_str());
-        let issued = self
-            .tokens
-            .request(&binding, scope_param, &self.clock)
-            .await?;
+        let issued = tokens.request(&binding, scope_param, &self.clock).await?;
         if let Some(step) = &ask.step_up
             && let Some(granted) = &issued.scope
         {

@@ -97,6 +97,7 @@ struct ServerMetadata {
     issuer: String,
     token_endpoint: Uri,
     auth_methods: Option<Vec<String>>,
+    signing_algs: Option<Vec<String>>,
 }
 
 type Cached<T> = (Instant, Arc<T>);
@@ -157,7 +158,7 @@ impl Discovery {
                 issuer: raw.clone(),
                 token_endpoint: uri.clone(),
                 resource: self.resource_param(&self.config.resource_url),
-                auth_method: credentials.method_for(None)?,
+                auth_method: credentials.method_for(None, None)?,
                 scopes_supported: Vec::new(),
                 expires: Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600),
             }),
@@ -167,7 +168,10 @@ impl Discovery {
                     issuer: server.issuer.clone(),
                     token_endpoint: server.token_endpoint.clone(),
                     resource: self.resource_param(&self.config.resource_url),
-                    auth_method: credentials.method_for(server.auth_methods.as_deref())?,
+                    auth_method: credentials.method_for(
+                        server.auth_methods.as_deref(),
+                        server.signing_algs.as_deref(),
+                    )?,
                     scopes_supported: Vec::new(),
                     expires,
                 })
@@ -222,7 +226,10 @@ impl Discovery {
                 }
             };
             let (server_expires, server) = server;
-            let auth_method = match credentials.method_for(server.auth_methods.as_deref()) {
+            let auth_method = match credentials.method_for(
+                server.auth_methods.as_deref(),
+                server.signing_algs.as_deref(),
+            ) {
                 Ok(method) => method,
                 Err(err) => {
                     last_error = Some(err);
@@ -414,6 +421,11 @@ impl Discovery {
             issuer: named,
             token_endpoint,
             auth_methods: string_list(object, "token_endpoint_auth_methods_supported", what)?,
+            signing_algs: string_list(
+                object,
+                "token_endpoint_auth_signing_alg_values_supported",
+                what,
+            )?,
         })
     }
 

@@ -171,6 +171,12 @@ where
                             Refusal::Unauthorized(hints) | Refusal::InsufficientScope(hints),
                             None,
                         ) => Some(slot.acquire_with(hints)),
+                        (Refusal::Unauthorized(_), Some(_)) if slot.rejection_is_final() => {
+                            return Poll::Ready(Err(Box::new(Error::new(
+                                ErrorKind::Unauthorized,
+                                "the resource refused the token source's token (HTTP 401) and the source has no refresh hook",
+                            ))));
+                        }
                         (Refusal::Unauthorized(hints), Some(generation)) => {
                             slot.renew_rejected(generation, hints)
                         }

@@ -9,13 +9,14 @@ use tower::Layer;
 
 use super::service::ClientCredentials;
 use crate::auth_client::AuthHttpClient;
-use crate::cache::{CacheKey, CachePolicy, MemoryStore, Slot, TokenStore};
+use crate::cache::{Acquirer, CacheKey, CachePolicy, MemoryStore, Slot, TokenStore};
 use crate::credentials::Credentials;
 use crate::discovery::{Discovery, DiscoveryConfig, ResourceParameter, Source};
 use crate::error::{ConfigError, Error, escape_for_message};
 use crate::retry::DefaultReplay;
 use crate::target::{Target, check_secure, parse_url};
 use crate::token::{RetryConfig, TokenClient};
+use crate::token_source::TokenSource;
 
 /// What every service made by one layer shares: where tokens go, and the cache slot.
 pub(crate) struct Shared {
@@ -57,7 +58,40 @@ impl ClientCredentialsLayer {
         resource: impl Into<String>,
         credentials: Credentials,
     ) -> Result<ClientCredentialsBuilder, ConfigError> {
-        let resource = resource.into();
+        Self::builder_for(resource.into(), TokenOrigin::Credentials(credentials))
+    }
+
+    /// Starts configuring a layer whose tokens come from `source` (an API key, a gateway, a
+    /// secret store) instead of an OAuth token endpoint. The tokens still go only to `resource`,
+    /// are cached and refreshed ahead of a known expiry; on a 401 the source's refresh hook is
+    /// called, or, without one, the request fails with
+    /// [`ErrorKind::Unauthorized`](crate::ErrorKind::Unauthorized). Discovery settings do not apply.
+    ///
+    /// ```
+    /// use tower_client_credentials::{ClientCredentialsLayer, SourcedToken, token_source_fn};
+    ///
+    /// let layer = ClientCredentialsLayer::with_token_source(
+    ///     "https://api.example.com/v1",
+    ///     token_source_fn(|| async { Ok(SourcedToken::new("api-key-from-vault")) }),
+    /// )?
+    /// .build()?;
+    /// # Ok::<(), tower_client_credentials::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidUrl`] if `resource` is not an absolute `http(s)` URL.
+    pub fn with_token_source(
+        resource: impl Into<String>,
+        source: impl TokenSource,
+    ) -> Result<ClientCredentialsBuilder, ConfigError> {
+        Self::builder_for(resource.into(), TokenOrigin::TokenSource(Arc::new(source)))
+    }
+
+    fn builder_for(
+        resource: String,
+        credentials: TokenOrigin,
+    ) -> Result<ClientCredentialsBuilder, ConfigError> {
         parse_url(&resource, "resource")?;
         Ok(ClientCredentialsBuilder {
             resource,
@@ -150,13 +184,28 @@ const RESERVED_PARAMS: &[&str] = &[
     "assertion",
 ];
 
+/// Where the builder's tokens come from.
+enum TokenOrigin {
+    Credentials(Credentials),
+    TokenSource(Arc<dyn TokenSource>),
+}
+
+impl fmt::Debug for TokenOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenOrigin::Credentials(credentials) => credentials.fmt(f),
+            TokenOrigin::TokenSource(_) => f.write_str("TokenSource"),
+        }
+    }
+}
+
 /// Configures a [`ClientCredentialsLayer`]. Made by [`ClientCredentialsLayer::builder`].
 ///
 /// Every setting has a default from the crate's design notes; most deployments set only the token
 /// endpoint and maybe scopes.
 pub struct ClientCredentialsBuilder {
     resource: String,
-    credentials: Credentials,
+    credentials: TokenOrigin,
     token_endpoint: Option<String>,
     issuer: Option<String>,
     expected_issuer: Option<String>,
@@ -503,20 +552,23 @@ impl ClientCredentialsBuilder {
             },
             client.clone(),
         );
-        let tokens = TokenClient {
-            client,
-            credentials: self.credentials,
-            extra_params: self.extra_params,
-            retry: self.retry,
+        let acquirer = match self.credentials {
+            TokenOrigin::Credentials(credentials) => Acquirer::OAuth {
+                discovery,
+                tokens: TokenClient {
+                    client,
+                    credentials,
+                    extra_params: self.extra_params,
+                    retry: self.retry,
+                },
+            },
+            TokenOrigin::TokenSource(source) => Acquirer::Source {
+                source,
+                resource: discovery.config().resource_url.clone(),
+            },
         };
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let slot = Arc::new(Slot::new(
-            discovery,
-            tokens,
-            self.scopes,
-            store,
-            self.policy,
-        ));
+        let slot = Arc::new(Slot::new(acquirer, self.scopes, store, self.policy));
         Ok(ClientCredentialsLayer {
             shared: Arc::new(Shared {
                 target: Target::new(&resource_uri),

@@ -1,0 +1,322 @@
+//! Where JWT assertions come from: a key the crate signs with, a callback that is handed the
+//! audience (workload identity providers, a KMS, a sidecar), a static JWT, or a file re-read for
+//! every token request (a Kubernetes projected service-account token, which rotates on disk).
+//!
+//! The same sources serve client authentication (`private_key_jwt`, RFC 7523 §2.2) and the
+//! jwt-bearer grant (RFC 7523 §2.1). Assertions that arrive ready-made are checked locally before
+//! use: exactly one JWT, not expired (REFERENCE R53, R70), so an expired token on disk fails fast
+//! with no request.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+
+use crate::error::{BoxError, Error, ErrorKind, escape_for_message};
+use crate::secret::Assertion;
+
+/// What an assertion is for, handed to callbacks: the audience the crate computed and where the
+/// assertion will be sent.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AssertionContext {
+    /// The `aud` the assertion should carry: the authorization server's issuer by default, or the
+    /// token endpoint URL with [`AssertionAudience::TokenEndpoint`].
+    pub audience: String,
+    /// The token endpoint the assertion will be sent to.
+    pub token_endpoint: String,
+    /// The client identifier, when one is configured.
+    pub client_id: Option<String>,
+}
+
+/// Which `aud` a client assertion carries.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AssertionAudience {
+    /// The authorization server's issuer identifier, byte for byte from its metadata (RFC 10070,
+    /// REFERENCE R50). The default.
+    #[default]
+    Issuer,
+    /// The token endpoint URL, for servers that still require it (Microsoft Entra ID, Spring's
+    /// default converter; REFERENCE A2, P14).
+    TokenEndpoint,
+}
+
+type Callback = dyn Fn(AssertionContext) -> Pin<Box<dyn Future<Output = Result<Assertion, BoxError>> + Send>>
+    + Send
+    + Sync;
+
+#[derive(Clone)]
+enum Kind {
+    #[cfg(feature = "private-key-jwt")]
+    Signed(Arc<super::jwt::Signer>),
+    Callback(Arc<Callback>),
+    Static(Assertion),
+    File(PathBuf),
+}
+
+/// A source of JWT assertions.
+///
+/// ```
+/// use tower_client_credentials::{Assertion, ClientAssertion};
+///
+/// // A workload identity token minted by someone else, for the audience the crate asks for.
+/// let from_provider = ClientAssertion::callback(|ctx| async move {
+///     let jwt = format!("token-for-{}", ctx.audience); // call your identity provider here
+///     Ok(Assertion::new(jwt))
+/// });
+/// // A Kubernetes projected service-account token, re-read for every token request.
+/// let from_disk = ClientAssertion::from_file("/var/run/secrets/tokens/mcp-token");
+/// # let _ = (from_provider, from_disk);
+/// ```
+#[derive(Clone)]
+pub struct ClientAssertion {
+    kind: Kind,
+    audience: AssertionAudience,
+}
+
+impl ClientAssertion {
+    /// Assertions from an async callback, called for every token request with the audience the
+    /// crate computed. The callback's error becomes an [`ErrorKind::Assertion`] error.
+    pub fn callback<F, Fut>(callback: F) -> Self
+    where
+        F: Fn(AssertionContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Assertion, BoxError>> + Send + 'static,
+    {
+        let callback: Arc<Callback> = Arc::new(move |ctx| Box::pin(callback(ctx)));
+        Self::from_kind(Kind::Callback(callback))
+    }
+
+    /// One fixed assertion. It is checked before every use and refused locally once expired.
+    pub fn from_static(assertion: impl Into<Assertion>) -> Self {
+        Self::from_kind(Kind::Static(assertion.into()))
+    }
+
+    /// An assertion read from `path` for every token request (surrounding whitespace trimmed),
+    /// so a token that rotates on disk is always current.
+    pub fn from_file(path: impl Into<PathBuf>) -> Self {
+        Self::from_kind(Kind::File(path.into()))
+    }
+
+    #[cfg(feature = "private-key-jwt")]
+    pub(crate) fn signed(signer: super::jwt::Signer) -> Self {
+        Self::from_kind(Kind::Signed(Arc::new(signer)))
+    }
+
+    fn from_kind(kind: Kind) -> Self {
+        Self {
+            kind,
+            audience: AssertionAudience::default(),
+        }
+    }
+
+    /// Chooses the audience computed for this assertion (and handed to callbacks).
+    pub fn audience(mut self, audience: AssertionAudience) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    pub(crate) fn audience_mode(&self) -> AssertionAudience {
+        self.audience
+    }
+
+    #[cfg(feature = "private-key-jwt")]
+    pub(crate) fn signing_algorithm(&self) -> Option<super::jwt::SigningAlgorithm> {
+        match &self.kind {
+            Kind::Signed(signer) => Some(signer.algorithm()),
+            _ => None,
+        }
+    }
+
+    /// Produces one assertion for `ctx`: freshly signed, from the callback, or read and checked.
+    pub(crate) async fn produce(
+        &self,
+        ctx: AssertionContext,
+        now: SystemTime,
+    ) -> Result<Assertion, Error> {
+        match &self.kind {
+            #[cfg(feature = "private-key-jwt")]
+            Kind::Signed(signer) => signer.sign(&ctx, now),
+            Kind::Callback(callback) => {
+                let assertion = callback(ctx).await.map_err(|e| {
+                    Error::with_source(ErrorKind::Assertion, "the assertion callback failed", e)
+                })?;
+                check(&assertion, now)?;
+                Ok(assertion)
+            }
+            Kind::Static(assertion) => {
+                check(assertion, now)?;
+                Ok(assertion.clone())
+            }
+            Kind::File(path) => {
+                let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+                    Error::with_source(
+                        ErrorKind::Assertion,
+                        format!(
+                            "could not read the assertion file {}",
+                            escape_for_message(&path.display().to_string())
+                        ),
+                        e,
+                    )
+                })?;
+                let assertion = Assertion::new(text.trim());
+                check(&assertion, now)?;
+                Ok(assertion)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ClientAssertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ClientAssertion");
+        match &self.kind {
+            #[cfg(feature = "private-key-jwt")]
+            Kind::Signed(signer) => d.field("signed", signer),
+            Kind::Callback(_) => d.field("source", &"callback"),
+            Kind::Static(_) => d.field("source", &"static"),
+            Kind::File(path) => d.field("file", path),
+        };
+        d.field("audience", &self.audience).finish()
+    }
+}
+
+/// Checks an assertion that arrived ready-made: one compact JWT whose `exp`, if present, is in the
+/// future. The signature is not checked (the server does that); nothing is trusted from it.
+pub(crate) fn check(assertion: &Assertion, now: SystemTime) -> Result<(), Error> {
+    let jwt = assertion.expose_secret();
+    let mut parts = jwt.split('.');
+    let (Some(_header), Some(payload), Some(_signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Error::new(
+            ErrorKind::Assertion,
+            "the assertion is not a single compact JWT",
+        ));
+    };
+    if !jwt
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
+    {
+        return Err(Error::new(
+            ErrorKind::Assertion,
+            "the assertion holds characters a JWT cannot",
+        ));
+    }
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .ok_or_else(|| Error::new(ErrorKind::Assertion, "the assertion's payload is not JSON"))?;
+    if let Some(exp) = claims.get("exp").and_then(serde_json::Value::as_f64) {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        if exp <= now {
+            return Err(Error::new(
+                ErrorKind::Assertion,
+                "the assertion has expired",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: &str) -> Assertion {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        Assertion::new(format!(
+            "{}.{}.{}",
+            b64(r#"{"alg":"ES256"}"#),
+            b64(claims),
+            b64("sig")
+        ))
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn ready_made_assertions_are_checked_locally() {
+        assert!(check(&jwt(r#"{"exp":2000}"#), at(1000)).is_ok());
+        assert!(
+            check(&jwt(r#"{"sub":"x"}"#), at(1000)).is_ok(),
+            "no exp: the server decides"
+        );
+        let expired = check(&jwt(r#"{"exp":1000}"#), at(1000)).unwrap_err();
+        assert_eq!(expired.kind(), ErrorKind::Assertion);
+        assert!(expired.to_string().contains("expired"));
+        for bad in ["", "a.b", "a.b.c.d", "a b.c.d", "x.!!!.y"] {
+            assert_eq!(
+                check(&Assertion::new(bad), at(0)).unwrap_err().kind(),
+                ErrorKind::Assertion,
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn callbacks_get_the_audience_and_errors_are_typed() {
+        let source = ClientAssertion::callback(|ctx: AssertionContext| async move {
+            if ctx.audience == "https://as.example" {
+                Ok(jwt(r#"{"exp":4000000000}"#))
+            } else {
+                Err("wrong audience".into())
+            }
+        });
+        let ctx = |aud: &str| AssertionContext {
+            audience: aud.into(),
+            token_endpoint: "https://as.example/token".into(),
+            client_id: None,
+        };
+        assert!(
+            source
+                .produce(ctx("https://as.example"), SystemTime::now())
+                .await
+                .is_ok()
+        );
+        let err = source
+            .produce(ctx("https://other"), SystemTime::now())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Assertion);
+    }
+
+    #[tokio::test]
+    async fn files_are_read_for_every_use() {
+        let dir = std::env::temp_dir().join(format!("tcc-assertion-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        let source = ClientAssertion::from_file(&path);
+        let ctx = AssertionContext {
+            audience: "a".into(),
+            token_endpoint: "t".into(),
+            client_id: None,
+        };
+        assert_eq!(
+            source.produce(ctx.clone(), at(0)).await.unwrap_err().kind(),
+            ErrorKind::Assertion
+        );
+        std::fs::write(&path, format!("{}\n", jwt(r#"{"n":1}"#).expose_secret())).unwrap();
+        let first = source.produce(ctx.clone(), at(0)).await.unwrap();
+        std::fs::write(&path, jwt(r#"{"n":2}"#).expose_secret()).unwrap();
+        let second = source.produce(ctx, at(0)).await.unwrap();
+        assert_ne!(first.expose_secret(), second.expose_secret());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn debug_hides_static_assertions() {
+        let source = ClientAssertion::from_static(jwt(r#"{"secret":"hunter2"}"#));
+        assert!(!format!("{source:?}").contains(jwt(r#"{"secret":"hunter2"}"#).expose_secret()));
+    }
+}
