@@ -83,6 +83,7 @@ pub mod auth_client;
 pub mod cache;
 pub mod challenge;
 mod credentials;
+pub mod cross_app;
 mod discovery;
 mod error;
 pub mod middleware;

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::auth_client::AuthHttpClient;
 use crate::cache::clock::Clock;
-use crate::credentials::{Credentials, Form};
+use crate::credentials::{Credentials, Destination, Form};
 use crate::discovery::Binding;
 use crate::error::{Error, ErrorKind, escape_for_message};
 use crate::secret::AccessToken;
@@ -163,10 +163,13 @@ impl TokenClient {
         scope: Option<&str>,
     ) -> Result<Request<Full<Bytes>>, Error> {
         let endpoint = binding.token_endpoint.to_string();
+        let to = Destination {
+            issuer: &binding.issuer,
+            token_endpoint: &endpoint,
+            resource: binding.resource.as_deref(),
+        };
         let mut form = Form::default();
-        self.credentials
-            .grant(&mut form, &binding.issuer, &endpoint)
-            .await?;
+        self.credentials.grant(&mut form, &to).await?;
         if let Some(scope) = scope {
             form.push("scope", scope);
         }
@@ -178,7 +181,7 @@ impl TokenClient {
         }
         let auth = self
             .credentials
-            .authenticate(&mut form, binding.auth_method, &binding.issuer, &endpoint)
+            .authenticate(&mut form, binding.auth_method, &to)
             .await?;
         let mut req = Request::new(Full::new(form.into_bytes()));
         *req.method_mut() = http::Method::POST;

@@ -31,6 +31,8 @@ pub struct AssertionContext {
     pub token_endpoint: String,
     /// The client identifier, when one is configured.
     pub client_id: Option<String>,
+    /// The protected resource the token is for (the RFC 8707 `resource` value), when known.
+    pub resource: Option<String>,
 }
 
 /// Which `aud` a client assertion carries.
@@ -55,6 +57,7 @@ enum Kind {
     #[cfg(feature = "private-key-jwt")]
     Signed(Arc<super::jwt::Signer>),
     Callback(Arc<Callback>),
+    IdJag(Arc<crate::cross_app::IdJagSource>),
     Static(Assertion),
     File(PathBuf),
 }
@@ -107,6 +110,10 @@ impl ClientAssertion {
         Self::from_kind(Kind::Signed(Arc::new(signer)))
     }
 
+    pub(crate) fn id_jag(source: crate::cross_app::IdJagSource) -> Self {
+        Self::from_kind(Kind::IdJag(Arc::new(source)))
+    }
+
     fn from_kind(kind: Kind) -> Self {
         Self {
             kind,
@@ -148,6 +155,8 @@ impl ClientAssertion {
                 check(&assertion, now)?;
                 Ok(assertion)
             }
+            // Boxed: the exchange produces the IdP's subject token through this same function.
+            Kind::IdJag(source) => Box::pin(source.produce(&ctx)).await,
             Kind::Static(assertion) => {
                 check(assertion, now)?;
                 Ok(assertion.clone())
@@ -178,6 +187,7 @@ impl fmt::Debug for ClientAssertion {
             #[cfg(feature = "private-key-jwt")]
             Kind::Signed(signer) => d.field("signed", signer),
             Kind::Callback(_) => d.field("source", &"callback"),
+            Kind::IdJag(source) => d.field("id_jag", source),
             Kind::Static(_) => d.field("source", &"static"),
             Kind::File(path) => d.field("file", path),
         };
@@ -277,6 +287,7 @@ mod tests {
             audience: aud.into(),
             token_endpoint: "https://as.example/token".into(),
             client_id: None,
+            resource: None,
         };
         assert!(
             source
@@ -301,6 +312,7 @@ mod tests {
             audience: "a".into(),
             token_endpoint: "t".into(),
             client_id: None,
+            resource: None,
         };
         assert_eq!(
             source.produce(ctx.clone(), at(0)).await.unwrap_err().kind(),

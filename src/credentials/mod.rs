@@ -41,6 +41,7 @@ pub(crate) fn form_encode(value: &str) -> impl fmt::Display + '_ {
 
 mod assertion;
 
+pub(crate) use self::assertion::check as check_assertion;
 pub use self::assertion::{AssertionAudience, AssertionContext, ClientAssertion};
 
 /// How the client proves its identity to the token endpoint.
@@ -278,6 +279,21 @@ impl Credentials {
         }
     }
 
+    /// A client identified by its id alone, with no authentication (`none`): for an IdP that takes
+    /// public clients in the token exchange of [`cross_app_access`](Self::cross_app_access).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptyClientId`] if `client_id` is empty.
+    pub fn public_client(client_id: impl Into<String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            client_id: Some(non_empty(client_id.into())?),
+            auth: ClientAuth::None,
+            grant: Grant::ClientCredentials,
+            send_client_id: true,
+        })
+    }
+
     /// Sets the client id sent with a jwt-bearer grant that has no client authentication.
     ///
     /// # Errors
@@ -380,35 +396,26 @@ impl Credentials {
         }
     }
 
-    fn context(
-        &self,
-        assertion: &ClientAssertion,
-        issuer: &str,
-        token_endpoint: &str,
-    ) -> AssertionContext {
+    fn context(&self, assertion: &ClientAssertion, to: &Destination<'_>) -> AssertionContext {
         let audience = match assertion.audience_mode() {
-            AssertionAudience::Issuer => issuer,
-            AssertionAudience::TokenEndpoint => token_endpoint,
+            AssertionAudience::Issuer => to.issuer,
+            AssertionAudience::TokenEndpoint => to.token_endpoint,
         };
         AssertionContext {
             audience: audience.to_owned(),
-            token_endpoint: token_endpoint.to_owned(),
+            token_endpoint: to.token_endpoint.to_owned(),
             client_id: self.client_id.clone(),
+            resource: to.resource.map(str::to_owned),
         }
     }
 
     /// Adds the grant's parameters (`grant_type`, and the assertion of a jwt-bearer grant). A
     /// fresh assertion for every call: never re-sent (REFERENCE R52).
-    pub(crate) async fn grant(
-        &self,
-        form: &mut Form,
-        issuer: &str,
-        token_endpoint: &str,
-    ) -> Result<(), Error> {
+    pub(crate) async fn grant(&self, form: &mut Form, to: &Destination<'_>) -> Result<(), Error> {
         match &self.grant {
             Grant::ClientCredentials => form.push("grant_type", "client_credentials"),
             Grant::JwtBearer(assertion) => {
-                let ctx = self.context(assertion, issuer, token_endpoint);
+                let ctx = self.context(assertion, to);
                 let jwt = assertion.produce(ctx, SystemTime::now()).await?;
                 form.push("grant_type", JWT_BEARER_GRANT);
                 form.push("assertion", jwt.expose_secret());
@@ -423,8 +430,7 @@ impl Credentials {
         &self,
         form: &mut Form,
         method: AuthMethod,
-        issuer: &str,
-        token_endpoint: &str,
+        to: &Destination<'_>,
     ) -> Result<Option<HeaderValue>, Error> {
         let client_id = self.client_id.as_deref().unwrap_or_default();
         match (&self.auth, method) {
@@ -453,7 +459,7 @@ impl Credentials {
                 Ok(Some(value))
             }
             (ClientAuth::Assertion(assertion), _) => {
-                let ctx = self.context(assertion, issuer, token_endpoint);
+                let ctx = self.context(assertion, to);
                 let jwt = assertion.produce(ctx, SystemTime::now()).await?;
                 if self.send_client_id {
                     form.push("client_id", client_id);
@@ -472,6 +478,13 @@ impl Credentials {
             }
         }
     }
+}
+
+/// Where a token request goes: what assertions are made out for.
+pub(crate) struct Destination<'a> {
+    pub(crate) issuer: &'a str,
+    pub(crate) token_endpoint: &'a str,
+    pub(crate) resource: Option<&'a str>,
 }
 
 fn non_empty(client_id: String) -> Result<String, ConfigError> {
@@ -550,8 +563,16 @@ mod tests {
 
     fn auth(creds: &Credentials, method: AuthMethod) -> (Option<HeaderValue>, String) {
         let mut form = Form::default();
-        let header =
-            block(creds.authenticate(&mut form, method, "https://as", "https://as/token")).unwrap();
+        let header = block(creds.authenticate(
+            &mut form,
+            method,
+            &Destination {
+                issuer: "https://as",
+                token_endpoint: "https://as/token",
+                resource: None,
+            },
+        ))
+        .unwrap();
         (header, form.as_str().to_owned())
     }
 
@@ -633,8 +654,16 @@ mod tests {
         let path = dir.join("secret");
         let creds = Credentials::client_secret_file("id", &path).unwrap();
         let mut form = Form::default();
-        let err = block(creds.authenticate(&mut form, AuthMethod::ClientSecretPost, "a", "t"))
-            .unwrap_err();
+        let err = block(creds.authenticate(
+            &mut form,
+            AuthMethod::ClientSecretPost,
+            &Destination {
+                issuer: "a",
+                token_endpoint: "t",
+                resource: None,
+            },
+        ))
+        .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Credentials);
         std::fs::write(&path, "first\n").unwrap();
         assert_eq!(
@@ -665,7 +694,12 @@ mod tests {
             .with_client_id("w")
             .unwrap();
         let mut form = Form::default();
-        block(creds.grant(&mut form, "https://as", "https://as/token")).unwrap();
+        let to = Destination {
+            issuer: "https://as",
+            token_endpoint: "https://as/token",
+            resource: None,
+        };
+        block(creds.grant(&mut form, &to)).unwrap();
         let (header, auth_body) = auth(&creds, AuthMethod::None);
         assert!(header.is_none());
         assert_eq!(
