@@ -86,6 +86,7 @@ mod credentials;
 pub mod cross_app;
 mod discovery;
 mod error;
+pub mod extension;
 pub mod middleware;
 pub mod retry;
 mod secret;
