@@ -12,8 +12,13 @@
 //!   steady state;
 //! - makes one token request at a time however many requests race for it (single flight);
 //! - answers a 401 from the resource by renewing the token and replaying the request once;
-//! - sends the token only to the resource it was issued for, and the resource's URL as the RFC 8707
-//!   `resource` parameter of every token request;
+//! - discovers the token endpoint from the resource alone (RFC 9728 protected resource metadata,
+//!   then RFC 8414 / OpenID Connect metadata, validated at every step), or takes it from you;
+//! - sends the token only to the resource it was issued for, and the resource's identifier as the
+//!   RFC 8707 `resource` parameter of every token request;
+//! - authenticates with a client secret (Basic, post, or from a rotating file), a client
+//!   assertion (`private_key_jwt` from a callback, a file or a static JWT), the jwt-bearer grant
+//!   (workload identity), cross-app access ([`cross_app`]), or a [`TokenSource`] of your own;
 //! - never prints secrets or tokens in `Debug`, `Display`, logs or errors.
 //!
 //! # Example
@@ -53,8 +58,9 @@
 //! ```
 //!
 //! Over a real network, drop the `http_client` line: the default client is hyper-util with rustls.
-//! `cargo run --example quickstart` shows the whole flow against an embedded authorization server
-//! and MCP server.
+//! Without `token_endpoint`, the layer discovers it from the MCP server (see
+//! [`ClientCredentialsBuilder::token_endpoint`]). `cargo run --example quickstart` shows the whole
+//! flow against an embedded authorization server and MCP server.
 //!
 //! # Feature flags
 //!

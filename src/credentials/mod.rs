@@ -249,7 +249,7 @@ impl Credentials {
 
     /// `private_key_jwt` client authentication (RFC 7523 §2.2) with assertions from `assertion`:
     /// a callback, a static JWT or a file. For a key the crate signs with, see
-    /// [`private_key_jwt`](Self::private_key_jwt).
+    /// `private_key_jwt` (with the `private-key-jwt` feature).
     ///
     /// # Errors
     ///
