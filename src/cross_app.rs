@@ -14,10 +14,7 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Request, Uri};
-use http_body_util::Full;
+use http::Uri;
 use serde_json::Value;
 
 use crate::auth_client::AuthHttpClient;
@@ -25,7 +22,7 @@ use crate::credentials::{AssertionContext, ClientAssertion, Credentials, Destina
 use crate::error::{ConfigError, Error, ErrorKind, escape_for_message};
 use crate::secret::{AccessToken, Assertion};
 use crate::target::parse_url;
-use crate::token::{parse_response, read_body};
+use crate::token::{form_request, parse_response, post_form};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
@@ -198,21 +195,11 @@ pub async fn request_id_jag(
         None => None,
     };
     let http = idp.http.clone().unwrap_or_default();
-    let response = http
-        .send(form_request(&idp.token_endpoint, form, auth))
-        .await
-        .map_err(|e| {
-            Error::with_source(
-                ErrorKind::Transport,
-                "could not reach the IdP token endpoint",
-                e,
-            )
-        })?;
-    let (parts, body) = response.into_parts();
-    let body = read_body(body).await?;
-    if parts.status != http::StatusCode::OK {
-        // Reuses the token endpoint's error handling: status, code, description, never the body.
-        return Err(parse_response(parts.status, &parts.headers, &body).unwrap_err());
+    let request = form_request(&idp.token_endpoint, form, auth);
+    let (status, headers, body) = post_form(&http, request, "the IdP token endpoint").await?;
+    if status != http::StatusCode::OK {
+        // The token endpoint's error handling: status, code, description, never the body.
+        return Err(parse_response(status, &headers, &body).unwrap_err());
     }
     parse_id_jag(&body)
 }
@@ -296,36 +283,10 @@ pub async fn redeem_id_jag(
         resource,
     };
     let auth = client.authenticate(&mut form, method, &to).await?;
-    let response = http
-        .send(form_request(&uri, form, auth))
-        .await
-        .map_err(|e| {
-            Error::with_source(
-                ErrorKind::Transport,
-                "could not reach the token endpoint",
-                e,
-            )
-        })?;
-    let (parts, body) = response.into_parts();
-    let body = read_body(body).await?;
-    let parsed = parse_response(parts.status, &parts.headers, &body)?;
+    let (status, headers, body) =
+        post_form(http, form_request(&uri, form, auth), "the token endpoint").await?;
+    let parsed = parse_response(status, &headers, &body)?;
     Ok((parsed.token, parsed.expires_in))
-}
-
-fn form_request(uri: &Uri, form: Form, auth: Option<HeaderValue>) -> Request<Full<Bytes>> {
-    let mut req = Request::new(Full::new(form.into_bytes()));
-    *req.method_mut() = http::Method::POST;
-    *req.uri_mut() = uri.clone();
-    let headers = req.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
-    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    if let Some(auth) = auth {
-        headers.insert(AUTHORIZATION, auth);
-    }
-    req
 }
 
 /// The ID-JAG source behind [`Credentials::cross_app_access`]: asks the IdP when there is no live

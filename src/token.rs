@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Full};
 use serde_json::{Map, Value};
 
@@ -183,19 +183,7 @@ impl TokenClient {
             .credentials
             .authenticate(&mut form, binding.auth_method, &to)
             .await?;
-        let mut req = Request::new(Full::new(form.into_bytes()));
-        *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = binding.token_endpoint.clone();
-        let headers = req.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        if let Some(auth) = auth {
-            headers.insert(AUTHORIZATION, auth);
-        }
-        Ok(req)
+        Ok(form_request(&binding.token_endpoint, form, auth))
     }
 
     async fn attempt(
@@ -203,22 +191,48 @@ impl TokenClient {
         binding: &Binding,
         scope: Option<&str>,
     ) -> Result<(AccessToken, HeaderValue, Option<Duration>, Option<String>), Error> {
-        let response = self
-            .client
-            .send(self.build_request(binding, scope).await?)
-            .await
-            .map_err(|e| {
-                Error::with_source(
-                    ErrorKind::Transport,
-                    "could not reach the token endpoint",
-                    e,
-                )
-            })?;
-        let (parts, body) = response.into_parts();
-        let body = read_body(body).await?;
-        let parsed = parse_response(parts.status, &parts.headers, &body)?;
+        let request = self.build_request(binding, scope).await?;
+        let (status, headers, body) =
+            post_form(&self.client, request, "the token endpoint").await?;
+        let parsed = parse_response(status, &headers, &body)?;
         Ok((parsed.token, parsed.header, parsed.expires_in, parsed.scope))
     }
+}
+
+/// A form POST to a token endpoint (this crate's, an IdP's): exactly one client authentication,
+/// JSON asked for (REFERENCE R41, R44, R45).
+pub(crate) fn form_request(
+    uri: &Uri,
+    form: Form,
+    auth: Option<HeaderValue>,
+) -> Request<Full<Bytes>> {
+    let mut req = Request::new(Full::new(form.into_bytes()));
+    *req.method_mut() = http::Method::POST;
+    *req.uri_mut() = uri.clone();
+    let headers = req.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    if let Some(auth) = auth {
+        headers.insert(AUTHORIZATION, auth);
+    }
+    req
+}
+
+/// Sends a token-endpoint request and reads the answer (capped, no redirects followed).
+pub(crate) async fn post_form(
+    client: &AuthHttpClient,
+    request: Request<Full<Bytes>>,
+    what: &'static str,
+) -> Result<(StatusCode, HeaderMap, Bytes), Error> {
+    let response = client.send(request).await.map_err(|e| {
+        Error::with_source(ErrorKind::Transport, format!("could not reach {what}"), e)
+    })?;
+    let (parts, body) = response.into_parts();
+    let body = read_body(body).await?;
+    Ok((parts.status, parts.headers, body))
 }
 
 /// Reads a response body, refusing more than [`MAX_BODY_BYTES`].
