@@ -3,7 +3,7 @@
 //!
 //! It never follows redirects (a token request answered with a redirect is an error) and never
 //! carries the resource's bearer token. By default it is a hyper-util client; with the default
-//! `rustls` feature it speaks HTTPS with the webpki roots and the `ring` provider. Hand in your own
+//! `rustls` feature it speaks HTTPS with the webpki roots and the `aws-lc-rs` provider. Hand in your own
 //! with [`AuthHttpClient::new`] for proxies, custom TLS or tests.
 
 use std::fmt;
@@ -78,14 +78,14 @@ impl AuthHttpClient {
         http.set_nodelay(true);
         #[cfg(feature = "rustls")]
         {
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let builder = hyper_rustls::HttpsConnectorBuilder::new();
             match builder.with_provider_and_webpki_roots(provider) {
                 Ok(builder) => {
                     let connector = builder.https_or_http().enable_http1().wrap_connector(http);
                     Self::new(Client::builder(TokioExecutor::new()).build(connector))
                 }
-                // The ring provider always supports the safe default protocol versions; should
+                // The aws-lc-rs provider always supports the safe default protocol versions; should
                 // that ever change, fall back to plain HTTP, which configuration limits to loopback.
                 Err(err) => {
                     tracing::error!(error = %err, "rustls setup failed; HTTPS unavailable");

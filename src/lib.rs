@@ -64,8 +64,11 @@
 //!
 //! # Feature flags
 //!
-//! - `rustls` (default): HTTPS for authorization traffic through hyper-rustls with the `ring`
-//!   provider and the webpki roots. Without it the default client speaks plain HTTP only, which
+//! - `private-key-jwt` (default): `private_key_jwt` client assertions signed with a key the crate
+//!   holds ([`jwt::PrivateKey`]: PEM, DER or JWK; RS256, PS256, ES256, ES384, EdDSA), through
+//!   jsonwebtoken with the aws-lc-rs backend.
+//! - `rustls` (default): HTTPS for authorization traffic through hyper-rustls with the
+//!   `aws-lc-rs` provider and the webpki roots. Without it the default client speaks plain HTTP only, which
 //!   configuration allows for loopback hosts alone; bring your own [`auth_client::AuthHttpClient`].
 //!
 //! # Security
@@ -93,6 +96,9 @@ pub mod cross_app;
 mod discovery;
 mod error;
 pub mod extension;
+#[cfg(feature = "private-key-jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+pub mod jwt;
 pub mod middleware;
 pub mod retry;
 mod secret;
@@ -105,6 +111,8 @@ pub use crate::credentials::{
 };
 pub use crate::discovery::ResourceParameter;
 pub use crate::error::{BoxError, ConfigError, Error, ErrorKind};
+#[cfg(feature = "private-key-jwt")]
+pub use crate::jwt::{PrivateKey, SigningAlgorithm};
 pub use crate::middleware::{ClientCredentials, ClientCredentialsBuilder, ClientCredentialsLayer};
 pub use crate::secret::{AccessToken, Assertion, ClientSecret};
 pub use crate::token_source::{

@@ -55,7 +55,7 @@ type Callback = dyn Fn(AssertionContext) -> Pin<Box<dyn Future<Output = Result<A
 #[derive(Clone)]
 enum Kind {
     #[cfg(feature = "private-key-jwt")]
-    Signed(Arc<super::jwt::Signer>),
+    Signed(Arc<Signer>),
     Callback(Arc<Callback>),
     IdJag(Arc<crate::cross_app::IdJagSource>),
     Static(Assertion),
@@ -105,9 +105,53 @@ impl ClientAssertion {
         Self::from_kind(Kind::File(path.into()))
     }
 
+    /// Assertions the crate signs with `key`, a fresh one (new `jti`, `iat`, `exp`) for every
+    /// token request: `iss` = `sub` = the client id, `aud` = the authorization server's issuer
+    /// (REFERENCE R50–R52). See [`lifetime`](Self::lifetime), [`header_type`](Self::header_type)
+    /// and [`extra_claims`](Self::extra_claims).
     #[cfg(feature = "private-key-jwt")]
-    pub(crate) fn signed(signer: super::jwt::Signer) -> Self {
-        Self::from_kind(Kind::Signed(Arc::new(signer)))
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn signed(key: crate::jwt::PrivateKey) -> Self {
+        Self::from_kind(Kind::Signed(Arc::new(Signer {
+            key,
+            lifetime: crate::jwt::DEFAULT_ASSERTION_LIFETIME,
+            typ: crate::jwt::TYP_CLIENT_AUTHENTICATION.to_owned(),
+            extra: None,
+        })))
+    }
+
+    /// For [`signed`](Self::signed) assertions: how long each is valid (default 120 s). Other
+    /// sources ignore it.
+    #[cfg(feature = "private-key-jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn lifetime(self, lifetime: Duration) -> Self {
+        self.map_signer(|s| s.lifetime = lifetime)
+    }
+
+    /// For [`signed`](Self::signed) assertions: the JWS `typ` header, `client-authentication+jwt`
+    /// by default (RFC 10070); `"JWT"` for servers such as Microsoft Entra ID that want it
+    /// (REFERENCE A4). Other sources ignore it.
+    #[cfg(feature = "private-key-jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn header_type(self, typ: impl Into<String>) -> Self {
+        let typ = typ.into();
+        self.map_signer(|s| s.typ = typ)
+    }
+
+    /// For [`signed`](Self::signed) assertions: further claims. They never replace `iss`, `sub`,
+    /// `aud`, `iat`, `exp`, `jti` or `nbf`. Other sources ignore them.
+    #[cfg(feature = "private-key-jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn extra_claims(self, claims: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.map_signer(|s| s.extra = Some(claims))
+    }
+
+    #[cfg(feature = "private-key-jwt")]
+    fn map_signer(mut self, change: impl FnOnce(&mut Signer)) -> Self {
+        if let Kind::Signed(signer) = &mut self.kind {
+            change(Arc::make_mut(signer));
+        }
+        self
     }
 
     pub(crate) fn id_jag(source: crate::cross_app::IdJagSource) -> Self {
@@ -132,9 +176,9 @@ impl ClientAssertion {
     }
 
     #[cfg(feature = "private-key-jwt")]
-    pub(crate) fn signing_algorithm(&self) -> Option<super::jwt::SigningAlgorithm> {
+    pub(crate) fn signing_algorithm(&self) -> Option<crate::jwt::SigningAlgorithm> {
         match &self.kind {
-            Kind::Signed(signer) => Some(signer.algorithm()),
+            Kind::Signed(signer) => Some(signer.key.algorithm()),
             _ => None,
         }
     }
@@ -192,6 +236,40 @@ impl fmt::Debug for ClientAssertion {
             Kind::File(path) => d.field("file", path),
         };
         d.field("audience", &self.audience).finish()
+    }
+}
+
+/// A key and the options of the assertions signed with it.
+#[cfg(feature = "private-key-jwt")]
+#[derive(Clone, Debug)]
+struct Signer {
+    key: crate::jwt::PrivateKey,
+    lifetime: Duration,
+    typ: String,
+    extra: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[cfg(feature = "private-key-jwt")]
+impl Signer {
+    fn sign(&self, ctx: &AssertionContext, now: SystemTime) -> Result<Assertion, Error> {
+        let client_id = ctx.client_id.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Credentials,
+                "a signed assertion needs a client id",
+            )
+        })?;
+        let mut claims = crate::jwt::AssertionClaims::new(client_id, &ctx.audience);
+        claims.lifetime = self.lifetime;
+        claims.extra = self.extra.as_ref();
+        crate::jwt::sign_assertion(&self.key, &claims, &self.typ, now)
+            .map(Assertion::new)
+            .map_err(|e| {
+                Error::with_source(
+                    ErrorKind::Credentials,
+                    "could not sign the client assertion",
+                    e,
+                )
+            })
     }
 }
 

@@ -247,9 +247,35 @@ impl Credentials {
         Self::with_secret(client_id.into(), SecretSource::File(Arc::new(file)), None)
     }
 
+    /// `private_key_jwt` client authentication (RFC 7523 §2.2) with a key the crate signs with:
+    /// a fresh assertion for every token request (`iss` = `sub` = `client_id`, `aud` = the
+    /// authorization server's issuer, 120 s, random `jti`; REFERENCE R49–R52). For options
+    /// (audience, lifetime, `typ`, claims) use [`client_assertion`](Self::client_assertion) with
+    /// [`ClientAssertion::signed`].
+    ///
+    /// ```
+    /// use tower_client_credentials::{Credentials, PrivateKey};
+    ///
+    /// # let pem = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/p256.pkcs8.pem"));
+    /// let key = PrivateKey::from_pem(pem)?.with_kid("2026-11");
+    /// let credentials = Credentials::private_key_jwt("reporting-job", key)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::EmptyClientId`] if `client_id` is empty.
+    #[cfg(feature = "private-key-jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn private_key_jwt(
+        client_id: impl Into<String>,
+        key: crate::jwt::PrivateKey,
+    ) -> Result<Self, ConfigError> {
+        Self::client_assertion(client_id, ClientAssertion::signed(key))
+    }
+
     /// `private_key_jwt` client authentication (RFC 7523 §2.2) with assertions from `assertion`:
-    /// a callback, a static JWT or a file. For a key the crate signs with, see
-    /// `private_key_jwt` (with the `private-key-jwt` feature).
+    /// signed by the crate ([`ClientAssertion::signed`]), a callback, a static JWT or a file.
     ///
     /// # Errors
     ///
