@@ -8,11 +8,23 @@
 //! The program knows only the MCP server's URL and the credentials: it builds
 //! [`ClientCredentialsLayer`] in discovery mode (no token endpoint), so the layer finds the
 //! authorization server itself from the server's 401 challenge (RFC 9728, then RFC 8414 / OpenID
-//! Connect discovery). Over that it speaks MCP Streamable HTTP: `initialize`,
-//! `notifications/initialized`, `tools/list`.
+//! Connect discovery). Over that it speaks MCP Streamable HTTP in the protocol revision named by
+//! `MCP_CONFORMANCE_PROTOCOL_VERSION` (default `2025-11-25`): `initialize`,
+//! `notifications/initialized`, `tools/list`; or, from `2026-07-28` on (stateless),
+//! `server/discover` and `tools/list`, each with `MCP-Protocol-Version` and `params._meta`.
+//!
+//! The credential kind follows the context: `client_id` + `client_secret`; SEP-990 cross-app
+//! access (`idp_id_token`…); SEP-1933 workload identity (`valid_jwt`…); `private_key_jwt`
+//! (`private_key_pem`, with the crate's default `private-key-jwt` feature); none at all
+//! (placeholder credentials).
 //!
 //! It exits 0 when the whole exchange succeeded and 1, with the reason on stderr, otherwise. The
 //! crate's own logs go to stderr at INFO (`CONFORMANCE_LOG=debug` for more).
+//!
+//! `conformance/run.sh` also drives error paths through variables the suite passes on:
+//! `CONFORMANCE_SCOPES` (scopes to request), `CONFORMANCE_WIF_JWT` (which WIF JWT to present) and
+//! `CONFORMANCE_EXPECT_ERROR` (the exchange must fail with an error containing this text, and so
+//! must a second attempt made at once; the client then exits 0).
 //!
 //! `conformance/run.sh` builds it and runs the scenarios; by hand:
 //!
@@ -34,14 +46,28 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::{Service, ServiceBuilder, ServiceExt as _};
-use tower_client_credentials::{BoxError, ClientCredentialsLayer, Credentials};
+use tower_client_credentials::cross_app::IdentityProvider;
+use tower_client_credentials::extension::{self, OAUTH_CLIENT_CREDENTIALS};
+use tower_client_credentials::{BoxError, ClientAssertion, ClientCredentialsLayer, Credentials};
+#[cfg(feature = "private-key-jwt")]
+use tower_client_credentials::{PrivateKey, SigningAlgorithm};
 
 /// The protocol version offered in `initialize` when the suite does not name one.
 const DEFAULT_PROTOCOL_VERSION: &str = "2025-11-25";
+/// Revisions with the `initialize` handshake; later ones (`2026-07-28` on) are stateless.
+const HANDSHAKE_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// Newer suites tell the client which protocol version the scenario's server speaks.
 const PROTOCOL_VERSION_ENV: &str = "MCP_CONFORMANCE_PROTOCOL_VERSION";
 const SCENARIO_ENV: &str = "MCP_CONFORMANCE_SCENARIO";
 const CONTEXT_ENV: &str = "MCP_CONFORMANCE_CONTEXT";
+/// Space-separated scopes for the token request; set by `conformance/run.sh`, not by the suite.
+const SCOPES_ENV: &str = "CONFORMANCE_SCOPES";
+/// Set by `conformance/run.sh` for runs where the token request must fail: text the error must
+/// contain. The client then exits 0 only if the exchange failed that way (twice, see [`run`]).
+const EXPECT_ERROR_ENV: &str = "CONFORMANCE_EXPECT_ERROR";
+/// Set by `conformance/run.sh`: which of the WIF scenario's JWTs to present (`valid_jwt` unless
+/// set; `wrong_audience_jwt` and `expired_jwt` exercise the error paths).
+const WIF_JWT_ENV: &str = "CONFORMANCE_WIF_JWT";
 /// Stays under the suite's default 30 s client timeout, so a hang ends with a message.
 const OVERALL_TIMEOUT: Duration = Duration::from_secs(25);
 
@@ -115,20 +141,61 @@ async fn run() -> Result<(), String> {
     tracing::info!(credential_kind = kind.label(), "credentials from context");
     let credentials = kind.into_credentials()?;
 
-    let layer = ClientCredentialsLayer::builder(server_url.clone(), credentials)
+    let mut builder = ClientCredentialsLayer::builder(server_url.clone(), credentials)
         .map_err(|e| format!("configuring the layer: {e}"))?
-        .insecure_allow_http_loopback()
+        .insecure_allow_http_loopback();
+    // Scopes to request, when a run asks for some (the suite's scenarios never do; conformance/run.sh
+    // uses this to drive the WIF scenario's error paths).
+    if let Ok(scopes) = std::env::var(SCOPES_ENV)
+        && !scopes.trim().is_empty()
+    {
+        tracing::info!(%scopes, "requesting scopes");
+        builder = builder
+            .scopes(scopes.split_whitespace())
+            .map_err(|e| format!("{SCOPES_ENV}: {e}"))?;
+    }
+    let layer = builder
         .build()
         .map_err(|e| format!("building the layer: {e}"))?;
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut client = ServiceBuilder::new().layer(layer).service(http);
 
-    let mut session = McpSession::new(server_url, protocol_version);
-    session.initialize(&mut client).await?;
-    session.initialized(&mut client).await?;
-    session.list_tools(&mut client).await?;
-    session.close(&mut client).await;
-    Ok(())
+    let Some(expected) = std::env::var(EXPECT_ERROR_ENV)
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        let mut session = McpSession::new(server_url, protocol_version);
+        session.open(&mut client).await?;
+        session.list_tools(&mut client).await?;
+        session.close(&mut client).await;
+        return Ok(());
+    };
+
+    // A run that expects the authorization to be refused: the error must reach the caller, and a
+    // second request made at once must get the same error without a new token request (the
+    // layer remembers the refusal; the suite records any second token request).
+    let mut session = McpSession::new(server_url.clone(), protocol_version.clone());
+    let first = match session.open(&mut client).await {
+        Ok(()) => {
+            return Err(format!(
+                "expected the exchange to fail with {expected:?}, but it succeeded"
+            ));
+        }
+        Err(e) if e.contains(&expected) => e,
+        Err(e) => return Err(format!("expected an error with {expected:?}, got: {e}")),
+    };
+    println!("expected error: {first}");
+    let mut again = McpSession::new(server_url, protocol_version);
+    match again.open(&mut client).await {
+        Ok(()) => Err("a second attempt succeeded after the refusal".to_owned()),
+        Err(e) if e.contains(&expected) => {
+            println!("expected error again: {e}");
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "the second attempt failed differently (expected {expected:?}): {e}"
+        )),
+    }
 }
 
 /// `MCP_CONFORMANCE_CONTEXT`: every field any scenario is known to send, all optional. Which ones
@@ -163,10 +230,6 @@ impl Context {
 }
 
 /// How the client proves who it is, as the scenario's context describes it.
-#[allow(
-    dead_code,
-    reason = "the JWT, cross-app and workload kinds are parsed now and used once the crate supports them"
-)]
 enum CredentialKind {
     /// `client_id` + `client_secret`; the layer picks `client_secret_basic` or
     /// `client_secret_post` from the authorization server's metadata.
@@ -274,13 +337,89 @@ impl CredentialKind {
             Self::Placeholder => {
                 Credentials::client_secret_basic(PLACEHOLDER_CLIENT_ID, PLACEHOLDER_CLIENT_SECRET)
             }
-            unsupported @ (Self::PrivateKeyJwt { .. }
-            | Self::CrossAppAccess { .. }
-            | Self::WorkloadIdentity { .. }) => {
+            // The crate signs a fresh assertion for every token request (iss = sub = client_id,
+            // aud = the issuer found by discovery) with the context's key, in the context's
+            // algorithm (ES256, which the scenario's AS lists).
+            #[cfg(feature = "private-key-jwt")]
+            Self::PrivateKeyJwt {
+                client_id,
+                private_key_pem,
+                signing_algorithm,
+            } => {
+                let algorithm: SigningAlgorithm = signing_algorithm.parse().map_err(|e| {
+                    format!("signing_algorithm {signing_algorithm:?} in {CONTEXT_ENV}: {e}")
+                })?;
+                let key = PrivateKey::from_pem(&private_key_pem)
+                    .and_then(|key| key.with_algorithm(algorithm))
+                    .map_err(|e| format!("private_key_pem in {CONTEXT_ENV}: {e}"))?;
+                Credentials::private_key_jwt(client_id, key)
+            }
+            #[cfg(not(feature = "private-key-jwt"))]
+            Self::PrivateKeyJwt {
+                client_id,
+                private_key_pem,
+                signing_algorithm,
+            } => {
                 return Err(format!(
-                    "unsupported credential kind in this version: {}",
-                    unsupported.label()
+                    "unsupported credential kind in this build: private_key_jwt for {client_id} \
+                     ({signing_algorithm}, a {}-byte PEM key) needs the crate's private-key-jwt \
+                     feature",
+                    private_key_pem.len()
                 ));
+            }
+            // The IdP's token exchange takes the ID token and the IdP client id (no secret: the
+            // scenario's IdP checks none); the ID-JAG it returns is then redeemed at the MCP
+            // server's authorization server, found by discovery, with Basic authentication.
+            // `idp_issuer` is not needed: the ID token is passed through as it is.
+            Self::CrossAppAccess {
+                client_id,
+                client_secret,
+                idp_client_id,
+                idp_id_token,
+                idp_issuer,
+                idp_token_endpoint,
+            } => {
+                tracing::debug!(%idp_issuer, %idp_token_endpoint, "enterprise IdP");
+                let idp = IdentityProvider::new(
+                    &idp_token_endpoint,
+                    ClientAssertion::from_static(idp_id_token),
+                )
+                .map_err(|e| format!("invalid idp_token_endpoint in {CONTEXT_ENV}: {e}"))?
+                .client(
+                    Credentials::public_client(idp_client_id)
+                        .map_err(|e| format!("invalid idp_client_id in {CONTEXT_ENV}: {e}"))?,
+                );
+                Credentials::client_secret_basic(client_id, client_secret)
+                    .map(|client| Credentials::cross_app_access(idp, client))
+            }
+            // The valid JWT unless a run asks for one of the others (see WIF_JWT_ENV): those
+            // exist to be refused, by the authorization server (wrong audience) or, before any
+            // request, by the crate's local expiry check.
+            Self::WorkloadIdentity {
+                client_id,
+                valid_jwt,
+                wrong_audience_jwt,
+                expired_jwt,
+            } => {
+                let which = std::env::var(WIF_JWT_ENV).unwrap_or_default();
+                let jwt = match which.as_str() {
+                    "" | "valid_jwt" => valid_jwt,
+                    "wrong_audience_jwt" => wrong_audience_jwt
+                        .ok_or_else(|| format!("{CONTEXT_ENV} lacks \"wrong_audience_jwt\""))?,
+                    "expired_jwt" => {
+                        expired_jwt.ok_or_else(|| format!("{CONTEXT_ENV} lacks \"expired_jwt\""))?
+                    }
+                    other => return Err(format!("{WIF_JWT_ENV}: no JWT named {other:?}")),
+                };
+                tracing::info!(
+                    jwt = if which.is_empty() {
+                        "valid_jwt"
+                    } else {
+                        which.as_str()
+                    },
+                    "presenting a workload JWT"
+                );
+                Credentials::jwt_bearer(ClientAssertion::from_static(jwt)).with_client_id(client_id)
             }
         };
         built.map_err(|e| format!("invalid credentials in {CONTEXT_ENV}: {e}"))
@@ -289,9 +428,17 @@ impl CredentialKind {
 
 /// One MCP Streamable HTTP session: the endpoint, the negotiated protocol version and the
 /// session id the server assigned, if any.
+///
+/// Two protocol generations: up to `2025-11-25`, `initialize` then `notifications/initialized`
+/// (the protocol version negotiated, `MCP-Protocol-Version` sent from then on); from `2026-07-28`
+/// on, stateless: no handshake, every request carries `MCP-Protocol-Version` and the protocol
+/// version, client info and capabilities in `params._meta`, and `server/discover` replaces
+/// `initialize`.
 struct McpSession {
     url: String,
     protocol_version: String,
+    /// Whether `protocol_version` is a stateless revision (`2026-07-28` and later).
+    stateless: bool,
     session_id: Option<HeaderValue>,
     /// Whether `initialize` completed, after which `MCP-Protocol-Version` is sent.
     initialized: bool,
@@ -300,13 +447,54 @@ struct McpSession {
 
 impl McpSession {
     fn new(url: String, protocol_version: String) -> Self {
+        let stateless = !HANDSHAKE_REVISIONS.contains(&protocol_version.as_str());
         Self {
             url,
             protocol_version,
+            stateless,
             session_id: None,
             initialized: false,
             next_id: 1,
         }
+    }
+
+    /// The first exchange: `initialize` and `notifications/initialized`, or `server/discover`.
+    /// Its first POST is the one the layer answers 401 for and replays with a token.
+    async fn open<S>(&mut self, client: &mut S) -> Result<(), String>
+    where
+        S: McpHttp,
+    {
+        if self.stateless {
+            self.discover(client).await
+        } else {
+            self.initialize(client).await?;
+            self.initialized(client).await
+        }
+    }
+
+    /// `server/discover` (stateless revisions): the server must support our revision.
+    async fn discover<S>(&mut self, client: &mut S) -> Result<(), String>
+    where
+        S: McpHttp,
+    {
+        let (result, _) = self.request(client, "server/discover", json!({})).await?;
+        let supported: Vec<&str> = result
+            .get("supportedVersions")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !supported.contains(&self.protocol_version.as_str()) {
+            return Err(format!(
+                "server/discover: the server supports {supported:?}, not {}",
+                self.protocol_version
+            ));
+        }
+        let server = result
+            .pointer("/_meta/io.modelcontextprotocol~1serverInfo/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        tracing::info!(server, protocol_version = %self.protocol_version, "discovered");
+        Ok(())
     }
 
     async fn initialize<S>(&mut self, client: &mut S) -> Result<(), String>
@@ -316,10 +504,7 @@ impl McpSession {
         let params = json!({
             "protocolVersion": self.protocol_version,
             "capabilities": {},
-            "clientInfo": {
-                "name": "tower-client-credentials-conformance",
-                "version": env!("CARGO_PKG_VERSION"),
-            },
+            "clientInfo": client_info(),
         });
         let (result, headers) = self.request(client, "initialize", params).await?;
         if let Some(id) = headers.get(&MCP_SESSION_ID) {
@@ -419,7 +604,25 @@ impl McpSession {
     {
         let id = self.next_id;
         self.next_id += 1;
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut params = params;
+        if self.stateless {
+            // Per-request protocol version, client info and capabilities (the server checks the
+            // version against the MCP-Protocol-Version header).
+            let meta = json!({
+                "io.modelcontextprotocol/protocolVersion": self.protocol_version,
+                "io.modelcontextprotocol/clientInfo": client_info(),
+                "io.modelcontextprotocol/clientCapabilities": {},
+            });
+            if let Some(object) = params.as_object_mut() {
+                object.insert("_meta".to_owned(), meta);
+            }
+        }
+        let mut body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        // The crate's extension declaration, where this revision has a place for it (the
+        // initialize capabilities in 2025-11-25, every request's _meta from 2026-07-28).
+        if extension::declare(&mut body, &self.protocol_version) {
+            tracing::debug!(method, "declared {OAUTH_CLIENT_CREDENTIALS}");
+        }
         let response = self.post(client, &body).await?;
         let status = response.status();
         let (parts, body) = response.into_parts();
@@ -490,7 +693,7 @@ impl McpSession {
         if let Some(id) = &self.session_id {
             request = request.header(MCP_SESSION_ID, id.clone());
         }
-        if self.initialized {
+        if self.initialized || self.stateless {
             let version = HeaderValue::from_str(&self.protocol_version)
                 .map_err(|_| "the negotiated protocol version is not a header value")?;
             request = request.header(MCP_PROTOCOL_VERSION, version);
@@ -500,6 +703,13 @@ impl McpSession {
             .map_err(|e| format!("building the request: {e}"))?;
         call(client, request).await
     }
+}
+
+fn client_info() -> Value {
+    json!({
+        "name": "tower-client-credentials-conformance",
+        "version": env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// The service stack under test: the layer over hyper-util, as any `tower::Service` with a
