@@ -307,6 +307,11 @@ impl IdJagSource {
         }
     }
 
+    /// Drops the cached ID-JAG (the authorization server refused it).
+    pub(crate) fn forget(&self) {
+        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     pub(crate) async fn produce(&self, ctx: &AssertionContext) -> Result<Assertion, Error> {
         let now = SystemTime::now();
         if let Some((audience, until, assertion)) =

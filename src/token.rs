@@ -19,7 +19,7 @@ use crate::cache::clock::Clock;
 use crate::credentials::{Credentials, Destination, Form};
 use crate::discovery::Binding;
 use crate::error::{Error, ErrorKind, escape_for_message};
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, Assertion};
 
 /// Largest response body read from the authorization server.
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -156,12 +156,13 @@ impl TokenClient {
     }
 
     /// Builds the token request: the grant's form plus exactly one client authentication. Called
-    /// for every attempt, so every attempt carries fresh assertions (REFERENCE R52).
+    /// for every attempt, so every attempt carries fresh assertions (REFERENCE R52). Also returns
+    /// the grant's assertion, if any, so a refusal can be remembered.
     pub(crate) async fn build_request(
         &self,
         binding: &Binding,
         scope: Option<&str>,
-    ) -> Result<Request<Full<Bytes>>, Error> {
+    ) -> Result<(Request<Full<Bytes>>, Option<Assertion>), Error> {
         let endpoint = binding.token_endpoint.to_string();
         let to = Destination {
             issuer: &binding.issuer,
@@ -169,7 +170,7 @@ impl TokenClient {
             resource: binding.resource.as_deref(),
         };
         let mut form = Form::default();
-        self.credentials.grant(&mut form, &to).await?;
+        let grant_assertion = self.credentials.grant(&mut form, &to).await?;
         if let Some(scope) = scope {
             form.push("scope", scope);
         }
@@ -183,7 +184,10 @@ impl TokenClient {
             .credentials
             .authenticate(&mut form, binding.auth_method, &to)
             .await?;
-        Ok(form_request(&binding.token_endpoint, form, auth))
+        Ok((
+            form_request(&binding.token_endpoint, form, auth),
+            grant_assertion,
+        ))
     }
 
     async fn attempt(
@@ -191,10 +195,20 @@ impl TokenClient {
         binding: &Binding,
         scope: Option<&str>,
     ) -> Result<(AccessToken, HeaderValue, Option<Duration>, Option<String>), Error> {
-        let request = self.build_request(binding, scope).await?;
+        let (request, grant_assertion) = self.build_request(binding, scope).await?;
         let (status, headers, body) =
             post_form(&self.client, request, "the token endpoint").await?;
-        let parsed = parse_response(status, &headers, &body)?;
+        let parsed = parse_response(status, &headers, &body).inspect_err(|err| {
+            // REFERENCE R70: a refused assertion is never presented again.
+            if let Some(assertion) = &grant_assertion
+                && matches!(
+                    err.oauth_error(),
+                    Some("invalid_grant" | "invalid_scope" | "unauthorized_client")
+                )
+            {
+                self.credentials.grant_refused(assertion);
+            }
+        })?;
         Ok((parsed.token, parsed.header, parsed.expires_in, parsed.scope))
     }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -80,6 +80,8 @@ enum Kind {
 pub struct ClientAssertion {
     kind: Kind,
     audience: AssertionAudience,
+    /// The last ready-made assertion the authorization server refused; shared by clones.
+    refused: Arc<Mutex<Option<Assertion>>>,
 }
 
 impl ClientAssertion {
@@ -162,7 +164,37 @@ impl ClientAssertion {
         Self {
             kind,
             audience: AssertionAudience::default(),
+            refused: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The authorization server refused `assertion` (`invalid_grant`, `invalid_scope`,
+    /// `unauthorized_client`): it is never presented again (REFERENCE R70). A ready-made one is
+    /// refused locally until the source yields another; a refused ID-JAG is dropped, so the next
+    /// request asks the IdP for a new one.
+    pub(crate) fn refused_by_server(&self, assertion: &Assertion) {
+        match &self.kind {
+            Kind::IdJag(source) => source.forget(),
+            _ => {
+                *self.refused.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(assertion.clone())
+            }
+        }
+    }
+
+    /// A ready-made assertion, unless the server already refused this very one.
+    fn unless_refused(&self, assertion: Assertion) -> Result<Assertion, Error> {
+        let refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if refused
+            .as_ref()
+            .is_some_and(|r| r.expose_secret() == assertion.expose_secret())
+        {
+            return Err(Error::new(
+                ErrorKind::Assertion,
+                "the authorization server refused this assertion; waiting for its source to provide another",
+            ));
+        }
+        Ok(assertion)
     }
 
     /// Chooses the audience computed for this assertion (and handed to callbacks).
@@ -197,13 +229,13 @@ impl ClientAssertion {
                     Error::with_source(ErrorKind::Assertion, "the assertion callback failed", e)
                 })?;
                 check(&assertion, now)?;
-                Ok(assertion)
+                self.unless_refused(assertion)
             }
             // Boxed: the exchange produces the IdP's subject token through this same function.
             Kind::IdJag(source) => Box::pin(source.produce(&ctx)).await,
             Kind::Static(assertion) => {
                 check(assertion, now)?;
-                Ok(assertion.clone())
+                self.unless_refused(assertion.clone())
             }
             Kind::File(path) => {
                 let text = tokio::fs::read_to_string(path).await.map_err(|e| {
@@ -218,7 +250,7 @@ impl ClientAssertion {
                 })?;
                 let assertion = Assertion::new(text.trim());
                 check(&assertion, now)?;
-                Ok(assertion)
+                self.unless_refused(assertion)
             }
         }
     }
@@ -402,6 +434,27 @@ mod tests {
         let second = source.produce(ctx, at(0)).await.unwrap();
         assert_ne!(first.expose_secret(), second.expose_secret());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_assertion_is_not_presented_again() {
+        let ctx = AssertionContext {
+            audience: "a".into(),
+            token_endpoint: "t".into(),
+            client_id: None,
+            resource: None,
+        };
+        let source = ClientAssertion::from_static(jwt(r#"{"n":1}"#));
+        let first = source.produce(ctx.clone(), at(0)).await.unwrap();
+        source.clone().refused_by_server(&first);
+        let err = source.produce(ctx.clone(), at(0)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Assertion);
+        let callback = ClientAssertion::callback(|_| async { Ok(jwt(r#"{"n":2}"#)) });
+        callback.refused_by_server(&first);
+        assert!(
+            callback.produce(ctx, at(0)).await.is_ok(),
+            "another assertion is fine"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use crate::error::{ConfigError, Error, ErrorKind, escape_for_message};
-use crate::secret::ClientSecret;
+use crate::secret::{Assertion, ClientSecret};
 
 /// Characters left as they are by `application/x-www-form-urlencoded` encoding; everything else is
 /// percent-encoded (a space as `%20`, which every form decoder understands, RFC 6749 §2.3.1 and
@@ -437,17 +437,32 @@ impl Credentials {
 
     /// Adds the grant's parameters (`grant_type`, and the assertion of a jwt-bearer grant). A
     /// fresh assertion for every call: never re-sent (REFERENCE R52).
-    pub(crate) async fn grant(&self, form: &mut Form, to: &Destination<'_>) -> Result<(), Error> {
+    pub(crate) async fn grant(
+        &self,
+        form: &mut Form,
+        to: &Destination<'_>,
+    ) -> Result<Option<Assertion>, Error> {
         match &self.grant {
-            Grant::ClientCredentials => form.push("grant_type", "client_credentials"),
+            Grant::ClientCredentials => {
+                form.push("grant_type", "client_credentials");
+                Ok(None)
+            }
             Grant::JwtBearer(assertion) => {
                 let ctx = self.context(assertion, to);
                 let jwt = assertion.produce(ctx, SystemTime::now()).await?;
                 form.push("grant_type", JWT_BEARER_GRANT);
                 form.push("assertion", jwt.expose_secret());
+                Ok(Some(jwt))
             }
         }
-        Ok(())
+    }
+
+    /// The token endpoint refused the grant's assertion for good: never present it again
+    /// (REFERENCE R70).
+    pub(crate) fn grant_refused(&self, assertion: &Assertion) {
+        if let Grant::JwtBearer(source) = &self.grant {
+            source.refused_by_server(assertion);
+        }
     }
 
     /// Adds this client's authentication to a token request: exactly one carrier, a Basic header
