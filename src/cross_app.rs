@@ -224,12 +224,10 @@ fn parse_id_jag(body: &[u8]) -> Result<IdJag, Error> {
         }
         None => return Err(bad("has no issued_token_type")),
     }
-    let token_type = object
-        .get("token_type")
-        .and_then(Value::as_str)
-        .unwrap_or("N_A");
-    if !token_type.eq_ignore_ascii_case("N_A") {
-        return Err(bad("has a token_type other than N_A"));
+    match object.get("token_type").and_then(Value::as_str) {
+        Some(token_type) if token_type.eq_ignore_ascii_case("N_A") => {}
+        Some(_) => return Err(bad("has a token_type other than N_A")),
+        None => return Err(bad("has no token_type")),
     }
     let assertion = object
         .get("access_token")
@@ -253,12 +251,14 @@ fn parse_id_jag(body: &[u8]) -> Result<IdJag, Error> {
 
 /// Redeems an ID-JAG at the authorization server's token endpoint with the jwt-bearer grant,
 /// authenticating with `client` (REFERENCE R73), and returns the access token and its lifetime.
+/// `issuer` is the authorization server's issuer identifier: the audience of client assertions.
 ///
 /// # Errors
 ///
 /// The authorization server's OAuth error, or an unusable token response.
 pub async fn redeem_id_jag(
     http: &AuthHttpClient,
+    issuer: &str,
     token_endpoint: &str,
     id_jag: &IdJag,
     client: &Credentials,
@@ -278,7 +278,7 @@ pub async fn redeem_id_jag(
     }
     let method = client.method_for(None, None)?;
     let to = Destination {
-        issuer: token_endpoint,
+        issuer,
         token_endpoint,
         resource,
     };
@@ -376,6 +376,7 @@ mod tests {
             r#"{"access_token":"a.b.c","token_type":"N_A"}"#.to_owned(),
             format!(r#"{{"issued_token_type":"{ID_JAG}","access_token":"{}","token_type":"Bearer"}}"#, jwt("{}")),
             format!(r#"{{"issued_token_type":"{ID_JAG}","token_type":"N_A"}}"#),
+            format!(r#"{{"issued_token_type":"{ID_JAG}","access_token":"{}"}}"#, jwt("{}")),
             "not json".to_owned(),
         ] {
             assert_eq!(parse_id_jag(bad.as_bytes()).unwrap_err().kind(), ErrorKind::TokenResponse, "{bad}");

@@ -341,6 +341,11 @@ pub enum ConfigError {
     },
     /// `expected_issuer` and `issuer` disagree.
     ConflictingIssuer,
+    /// The credentials need client authentication they do not have: cross-app access with a
+    /// public client at the authorization server (REFERENCE R77).
+    MissingClientAuthentication,
+    /// A signed assertion needs a client id (its `iss` and `sub`), and none is configured.
+    MissingClientId,
     /// The `client_id` is empty.
     EmptyClientId,
     /// A scope is empty or contains characters RFC 6749 §3.3 does not allow (spaces, `"`, `\`,
@@ -377,6 +382,10 @@ impl fmt::Display for ConfigError {
             ConfigError::ConflictingIssuer => {
                 f.write_str("expected_issuer and issuer name different servers")
             }
+            ConfigError::MissingClientAuthentication => f.write_str(
+                "cross-app access needs client authentication at the authorization server (a secret or an assertion)",
+            ),
+            ConfigError::MissingClientId => f.write_str("a signed assertion needs a client id"),
             ConfigError::EmptyClientId => f.write_str("client_id is empty"),
             ConfigError::InvalidScope { scope } => {
                 write!(

@@ -264,7 +264,7 @@ impl Slot {
                         ResourceParameter::Omit => String::new(),
                     };
                     Some(Arc::new(CacheKey::new(
-                        raw,
+                        discovery.config().configured_issuer(raw),
                         tokens.credentials.client_id().unwrap_or_default(),
                         &resource,
                         &join(&configured_scopes),

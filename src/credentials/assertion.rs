@@ -203,6 +203,18 @@ impl ClientAssertion {
         self
     }
 
+    pub(crate) fn is_id_jag(&self) -> bool {
+        matches!(self.kind, Kind::IdJag(_))
+    }
+
+    pub(crate) fn is_signed(&self) -> bool {
+        #[cfg(feature = "private-key-jwt")]
+        if let Kind::Signed(_) = self.kind {
+            return true;
+        }
+        false
+    }
+
     pub(crate) fn audience_mode(&self) -> AssertionAudience {
         self.audience
     }

@@ -363,6 +363,19 @@ impl Credentials {
         self.client_id.as_deref()
     }
 
+    /// Refuses combinations that cannot work, before anything is sent.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        if let Grant::JwtBearer(assertion) = &self.grant {
+            if assertion.is_id_jag() && matches!(self.auth, ClientAuth::None) {
+                return Err(ConfigError::MissingClientAuthentication);
+            }
+            if assertion.is_signed() && self.client_id.is_none() {
+                return Err(ConfigError::MissingClientId);
+            }
+        }
+        Ok(())
+    }
+
     /// The grant's name: `client_credentials` or the jwt-bearer URN.
     pub(crate) fn grant_name(&self) -> &'static str {
         match self.grant {

@@ -73,6 +73,14 @@ pub(crate) struct DiscoveryConfig {
     pub(crate) timeout: Duration,
 }
 
+impl DiscoveryConfig {
+    /// The issuer of a configured token endpoint: the one configured beside it, else the
+    /// endpoint itself (all that is known).
+    pub(crate) fn configured_issuer<'a>(&'a self, token_endpoint: &'a str) -> &'a str {
+        self.expected_issuer.as_deref().unwrap_or(token_endpoint)
+    }
+}
+
 /// Everything a token request needs, as discovery found it.
 #[derive(Debug)]
 pub(crate) struct Binding {
@@ -155,7 +163,7 @@ impl Discovery {
     ) -> Result<Binding, Error> {
         match &self.config.source {
             Source::TokenEndpoint(raw, uri) => Ok(Binding {
-                issuer: raw.clone(),
+                issuer: self.config.configured_issuer(raw).to_owned(),
                 token_endpoint: uri.clone(),
                 resource: self.resource_param(&self.config.resource_url),
                 auth_method: credentials.method_for(None, None)?,

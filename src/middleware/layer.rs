@@ -248,7 +248,8 @@ impl fmt::Debug for ClientCredentialsBuilder {
 
 impl ClientCredentialsBuilder {
     /// The authorization server's token endpoint, which skips all discovery. The `resource`
-    /// parameter is still sent (the configured resource URL).
+    /// parameter is still sent (the configured resource URL). Client assertions are addressed to
+    /// the [`issuer`](Self::issuer) when one is also configured (RFC 10070), else to this URL.
     ///
     /// Without a token endpoint or an [`issuer`](Self::issuer), the layer discovers everything
     /// from the resource: the first request goes out without a token, and the `401`'s
@@ -510,11 +511,16 @@ impl ClientCredentialsBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::InsecureUrl`] for an `http` URL that is not an allowed loopback, and
-    /// [`ConfigError::ConflictingIssuer`] when `issuer` and `expected_issuer` disagree.
+    /// [`ConfigError::InsecureUrl`] for an `http` URL that is not an allowed loopback,
+    /// [`ConfigError::ConflictingIssuer`] when `issuer` and `expected_issuer` disagree, and
+    /// [`ConfigError::MissingClientAuthentication`] or [`ConfigError::MissingClientId`] for
+    /// credentials that cannot work.
     pub fn build(self) -> Result<ClientCredentialsLayer, ConfigError> {
         let resource_uri = parse_url(&self.resource, "resource")?;
         check_secure(&resource_uri, "resource", self.allow_http_loopback)?;
+        if let TokenOrigin::Credentials(credentials) = &self.credentials {
+            credentials.check()?;
+        }
         let source = match (&self.token_endpoint, &self.issuer) {
             (Some(endpoint), _) => {
                 let uri = parse_url(endpoint, "token_endpoint")?;
