@@ -19,6 +19,8 @@
 
 mod support;
 
+use support::check;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -40,24 +42,7 @@ const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(3);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!("\ncross_app_access: every step succeeded");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("\ncross_app_access FAILED: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check(ok: bool, what: &str) -> Result<(), BoxError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(what.to_owned().into())
-    }
+    support::finish("cross_app_access", run().await)
 }
 
 async fn run() -> Result<(), BoxError> {

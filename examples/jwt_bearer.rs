@@ -19,6 +19,8 @@
 
 mod support;
 
+use support::check;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -45,24 +47,7 @@ async fn main() -> ExitCode {
     let dir = std::env::temp_dir().join(format!("jwt-bearer-example-{}", std::process::id()));
     let result = run(&dir).await;
     let _ = std::fs::remove_dir_all(&dir);
-    match result {
-        Ok(()) => {
-            println!("\njwt_bearer: every step succeeded");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("\njwt_bearer FAILED: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check(ok: bool, what: &str) -> Result<(), BoxError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(what.to_owned().into())
-    }
+    support::finish("jwt_bearer", result)
 }
 
 /// The platform's signing key (a test key) and what it writes into the token file.

@@ -30,16 +30,7 @@ fn main() -> ExitCode {
 #[cfg(feature = "private-key-jwt")]
 #[tokio::main]
 async fn main() -> ExitCode {
-    match demo::run().await {
-        Ok(()) => {
-            println!("\nprivate_key_jwt: every step succeeded");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("\nprivate_key_jwt FAILED: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    support::finish("private_key_jwt", demo::run().await)
 }
 
 #[cfg(feature = "private-key-jwt")]
@@ -61,13 +52,7 @@ mod demo {
     const CLIENT: &str = "reporting-job";
     const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
 
-    fn check(ok: bool, what: &str) -> Result<(), BoxError> {
-        if ok {
-            Ok(())
-        } else {
-            Err(what.to_owned().into())
-        }
-    }
+    use crate::support::check;
 
     /// Prints what the client assertion of `request` holds (never the JWT itself) and returns
     /// its `jti`.

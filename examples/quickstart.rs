@@ -23,37 +23,22 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt as _, Full};
+use http::StatusCode;
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use support::{AuthServer, AuthServerConfig, McpServer, jsonrpc, jsonrpc_notification};
-use tower::{Service, ServiceBuilder, ServiceExt as _};
+use support::{
+    AuthServer, AuthServerConfig, McpServer, check, jsonrpc, jsonrpc_notification, post_jsonrpc,
+};
+use tower::ServiceBuilder;
 use tower_client_credentials::{BoxError, ClientCredentialsLayer, Credentials};
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!("\nquickstart: every step succeeded");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("\nquickstart FAILED: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check(ok: bool, what: &str) -> Result<(), BoxError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(what.to_owned().into())
-    }
+    support::finish("quickstart", run().await)
 }
 
 async fn run() -> Result<(), BoxError> {
@@ -82,7 +67,7 @@ async fn run() -> Result<(), BoxError> {
     let tokens = || auth.state().token_requests();
 
     println!("\n1. initialize (nothing known yet: the 401 leads to discovery and one token)");
-    let (status, body) = rpc(
+    let (status, body) = post_jsonrpc(
         &mut client,
         &mcp.url(),
         &jsonrpc(
@@ -108,7 +93,7 @@ async fn run() -> Result<(), BoxError> {
         tokens() == 1 && mcp.unauthorized() == 1,
         "expected one 401 and exactly one token request",
     )?;
-    let (status, _) = rpc(
+    let (status, _) = post_jsonrpc(
         &mut client,
         &mcp.url(),
         &jsonrpc_notification("notifications/initialized", Value::Null),
@@ -120,7 +105,7 @@ async fn run() -> Result<(), BoxError> {
     )?;
 
     println!("\n2. tools/list and tools/call");
-    let (_, body) = rpc(
+    let (_, body) = post_jsonrpc(
         &mut client,
         &mcp.url(),
         &jsonrpc(2, "tools/list", json!({})),
@@ -130,7 +115,7 @@ async fn run() -> Result<(), BoxError> {
         .as_str()
         .unwrap_or("?")
         .to_owned();
-    let (_, body) = rpc(
+    let (_, body) = post_jsonrpc(
         &mut client,
         &mcp.url(),
         &jsonrpc(
@@ -161,7 +146,7 @@ async fn run() -> Result<(), BoxError> {
     while started.elapsed() < window {
         calls += 1;
         let sent = Instant::now();
-        let (status, _) = rpc(
+        let (status, _) = post_jsonrpc(
             &mut client,
             &mcp.url(),
             &jsonrpc(
@@ -199,7 +184,7 @@ async fn run() -> Result<(), BoxError> {
     println!("\n4. the authorization server revokes every token");
     auth.state().revoke_all();
     let before = tokens();
-    let (status, body) = rpc(
+    let (status, body) = post_jsonrpc(
         &mut client,
         &mcp.url(),
         &jsonrpc(
@@ -220,28 +205,4 @@ async fn run() -> Result<(), BoxError> {
         "the revoked token was not replaced transparently",
     )?;
     Ok(())
-}
-
-/// Sends one JSON-RPC message and returns the status and the JSON body (null when empty).
-async fn rpc<S>(client: &mut S, url: &str, body: &str) -> Result<(StatusCode, Value), BoxError>
-where
-    S: Service<
-            Request<Full<Bytes>>,
-            Response = http::Response<hyper::body::Incoming>,
-            Error = BoxError,
-        >,
-{
-    let request = Request::post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(Full::new(Bytes::from(body.to_owned())))?;
-    let response = client.ready().await?.call(request).await?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)?
-    };
-    Ok((status, json))
 }

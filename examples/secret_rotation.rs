@@ -16,6 +16,8 @@
 
 mod support;
 
+use support::check;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -41,24 +43,7 @@ async fn main() -> ExitCode {
     let dir = std::env::temp_dir().join(format!("secret-rotation-example-{}", std::process::id()));
     let result = run(&dir).await;
     let _ = std::fs::remove_dir_all(&dir);
-    match result {
-        Ok(()) => {
-            println!("\nsecret_rotation: every step succeeded");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("\nsecret_rotation FAILED: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check(ok: bool, what: &str) -> Result<(), BoxError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(what.to_owned().into())
-    }
+    support::finish("secret_rotation", result)
 }
 
 /// What the secret manager does: new content and a new modification time.

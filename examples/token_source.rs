@@ -17,6 +17,8 @@
 
 mod support;
 
+use support::check;
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,24 +35,7 @@ use tower_client_credentials::{BoxError, ClientCredentialsLayer, SourcedToken, t
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => {
-            println!("\ntoken_source: every step succeeded");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("\ntoken_source FAILED: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check(ok: bool, what: &str) -> Result<(), BoxError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(what.to_owned().into())
-    }
+    support::finish("token_source", run().await)
 }
 
 /// A stand-in for the gateway that issues API keys for the MCP server.

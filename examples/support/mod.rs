@@ -2270,6 +2270,30 @@ pub fn jsonrpc_notification(method: &str, params: Value) -> String {
 /// The error type of [`post_jsonrpc`].
 pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Ends an example: prints its outcome and turns it into the process's exit code (0 only when
+/// every step succeeded).
+pub fn finish(example: &str, result: Result<(), ClientError>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => {
+            println!("\n{example}: every step succeeded");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("\n{example} FAILED: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Fails an example's step with `what` unless `ok`.
+pub fn check(ok: bool, what: &str) -> Result<(), ClientError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what.to_owned().into())
+    }
+}
+
 /// POSTs one JSON-RPC message `body` to `url` through `client` (for example
 /// a hyper-util client wrapped in the crate's layer) and returns the status and
 /// the JSON body (`Value::Null` when empty).
