@@ -22,7 +22,7 @@ use crate::credentials::{AssertionContext, ClientAssertion, Credentials, Destina
 use crate::error::{ConfigError, Error, ErrorKind, escape_for_message};
 use crate::secret::{AccessToken, Assertion};
 use crate::target::parse_url;
-use crate::token::{form_request, parse_response, post_form};
+use crate::token::{error_response, form_request, parse_response, post_form};
 
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
@@ -198,8 +198,7 @@ pub async fn request_id_jag(
     let request = form_request(&idp.token_endpoint, form, auth);
     let (status, headers, body) = post_form(&http, request, "the IdP token endpoint").await?;
     if status != http::StatusCode::OK {
-        // The token endpoint's error handling: status, code, description, never the body.
-        return Err(parse_response(status, &headers, &body).unwrap_err());
+        return Err(error_response(status, &headers, &body));
     }
     parse_id_jag(&body)
 }

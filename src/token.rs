@@ -284,31 +284,38 @@ pub(crate) struct Parsed {
     pub(crate) scope: Option<String>,
 }
 
+/// The error a non-200 token endpoint answer stands for: its status, and the OAuth `error`,
+/// `error_description` and `Retry-After` when present; never the body. Redirects are errors:
+/// they are not followed.
+pub(crate) fn error_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
+    if status.is_redirection() {
+        return Error::endpoint(status, None, None, None)
+            .with_message("the token endpoint redirected; redirects are not followed");
+    }
+    let object = serde_json::from_slice::<Value>(body).ok();
+    let field = |name: &str| {
+        object
+            .as_ref()
+            .and_then(|o| o.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Error::endpoint(
+        status,
+        field("error").as_deref(),
+        field("error_description").as_deref(),
+        retry_after(headers),
+    )
+}
+
 /// Turns a token endpoint answer into a token or a typed error. Never panics, never keeps the body.
 pub(crate) fn parse_response(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Parsed, Error> {
-    if status.is_redirection() {
-        return Err(Error::endpoint(status, None, None, None)
-            .with_message("the token endpoint redirected; redirects are not followed"));
-    }
     if status != StatusCode::OK {
-        let object = serde_json::from_slice::<Value>(body).ok();
-        let field = |name: &str| {
-            object
-                .as_ref()
-                .and_then(|o| o.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        return Err(Error::endpoint(
-            status,
-            field("error").as_deref(),
-            field("error_description").as_deref(),
-            retry_after(headers),
-        ));
+        return Err(error_response(status, headers, body));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         Error::new(

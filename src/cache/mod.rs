@@ -537,20 +537,23 @@ impl Slot {
                 *lock(&self.binding) = Some(Arc::clone(&binding));
                 Ok(binding)
             }
-            // Metadata briefly unreachable: the binding we had is still the best guess.
-            Err(err) if err.is_transient() && !refresh && cached.is_some() => {
-                tracing::warn!(error = %err, "could not refresh discovery; keeping the previous binding");
-                Ok(cached.unwrap_or_else(|| unreachable!()))
-            }
-            // The server's metadata now says something we refuse (another authorization server,
-            // another resource): forget the old binding, so later acquisitions discover again and
-            // fail the same way rather than quietly reusing it (REFERENCE R16, R21).
-            Err(err) => {
-                if !err.is_transient() {
-                    *lock(&self.binding) = None;
+            Err(err) => match cached {
+                // Metadata briefly unreachable: the binding we had is still the best guess.
+                Some(previous) if err.is_transient() && !refresh => {
+                    tracing::warn!(error = %err, "could not refresh discovery; keeping the previous binding");
+                    Ok(previous)
                 }
-                Err(err)
-            }
+                // The server's metadata now says something we refuse (another authorization
+                // server, another resource): forget the old binding, so later acquisitions
+                // discover again and fail the same way rather than quietly reusing it
+                // (REFERENCE R16, R21).
+                _ => {
+                    if !err.is_transient() {
+                        *lock(&self.binding) = None;
+                    }
+                    Err(err)
+                }
+            },
         }
     }
 
