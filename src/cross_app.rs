@@ -11,7 +11,7 @@
 //! its audience (R76); it never reaches the MCP server.
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::Uri;
@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::auth_client::AuthHttpClient;
 use crate::credentials::{AssertionContext, ClientAssertion, Credentials, Destination, Form};
+use crate::discovery::Discovery;
 use crate::error::{ConfigError, Error, ErrorKind, escape_for_message};
 use crate::secret::{AccessToken, Assertion};
 use crate::target::parse_url;
@@ -66,7 +67,7 @@ impl SubjectTokenType {
 /// ```
 #[derive(Clone)]
 pub struct IdentityProvider {
-    token_endpoint: Uri,
+    endpoint: IdpEndpoint,
     subject: ClientAssertion,
     subject_type: SubjectTokenType,
     client: Option<Credentials>,
@@ -82,13 +83,72 @@ impl IdentityProvider {
     /// [`ConfigError::InvalidUrl`] if the endpoint is not an absolute `http(s)` URL.
     pub fn new(token_endpoint: &str, subject: ClientAssertion) -> Result<Self, ConfigError> {
         Ok(Self {
-            token_endpoint: parse_url(token_endpoint, "idp_token_endpoint")?,
+            endpoint: IdpEndpoint::Known(parse_url(token_endpoint, "idp_token_endpoint")?),
             subject,
             subject_type: SubjectTokenType::default(),
             client: None,
             scope: None,
             http: None,
         })
+    }
+
+    /// An IdP known by its issuer: its token endpoint comes from its metadata (RFC 8414, then
+    /// OpenID Connect discovery), fetched once at the first exchange. The issuer must match
+    /// exactly (one trailing `/` tolerated) and every URL must be `https`, or loopback `http`
+    /// after [`insecure_allow_http_loopback`](Self::insecure_allow_http_loopback).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidUrl`] if the issuer is not an absolute `http(s)` URL.
+    pub fn discover(issuer: &str, subject: ClientAssertion) -> Result<Self, ConfigError> {
+        parse_url(issuer, "idp_issuer")?;
+        Ok(Self {
+            endpoint: IdpEndpoint::Issuer {
+                issuer: issuer.to_owned(),
+                allow_http_loopback: false,
+                resolved: Arc::new(Mutex::new(None)),
+            },
+            subject,
+            subject_type: SubjectTokenType::default(),
+            client: None,
+            scope: None,
+            http: None,
+        })
+    }
+
+    /// Allows plain `http` for a loopback IdP found by [`discover`](Self::discover) (local
+    /// development and tests).
+    pub fn insecure_allow_http_loopback(mut self) -> Self {
+        if let IdpEndpoint::Issuer {
+            allow_http_loopback,
+            ..
+        } = &mut self.endpoint
+        {
+            *allow_http_loopback = true;
+        }
+        self
+    }
+
+    /// The token endpoint: configured, or from the issuer's metadata (once).
+    async fn token_endpoint(&self, http: &AuthHttpClient) -> Result<Uri, Error> {
+        let (issuer, allow_http_loopback, resolved) = match &self.endpoint {
+            IdpEndpoint::Known(uri) => return Ok(uri.clone()),
+            IdpEndpoint::Issuer {
+                issuer,
+                allow_http_loopback,
+                resolved,
+            } => (issuer, *allow_http_loopback, resolved),
+        };
+        if let Some(uri) = resolved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(uri);
+        }
+        let uri = Discovery::token_endpoint_of(http.clone(), issuer, allow_http_loopback).await?;
+        *resolved.lock().unwrap_or_else(PoisonError::into_inner) = Some(uri.clone());
+        Ok(uri)
     }
 
     /// How the client authenticates at the IdP (a secret, an assertion, or
@@ -118,10 +178,21 @@ impl IdentityProvider {
     }
 }
 
+/// Where the IdP's token endpoint comes from.
+#[derive(Clone, Debug)]
+enum IdpEndpoint {
+    Known(Uri),
+    Issuer {
+        issuer: String,
+        allow_http_loopback: bool,
+        resolved: Arc<Mutex<Option<Uri>>>,
+    },
+}
+
 impl fmt::Debug for IdentityProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdentityProvider")
-            .field("token_endpoint", &self.token_endpoint)
+            .field("token_endpoint", &self.endpoint)
             .field("subject", &self.subject)
             .field("subject_type", &self.subject_type)
             .field("client", &self.client)
@@ -154,7 +225,9 @@ pub async fn request_id_jag(
     audience: &str,
     resource: Option<&str>,
 ) -> Result<IdJag, Error> {
-    let endpoint = idp.token_endpoint.to_string();
+    let http = idp.http.clone().unwrap_or_default();
+    let token_endpoint = idp.token_endpoint(&http).await?;
+    let endpoint = token_endpoint.to_string();
     let subject = idp
         .subject
         .produce(
@@ -194,8 +267,7 @@ pub async fn request_id_jag(
         }
         None => None,
     };
-    let http = idp.http.clone().unwrap_or_default();
-    let request = form_request(&idp.token_endpoint, form, auth);
+    let request = form_request(&token_endpoint, form, auth);
     let (status, headers, body) = post_form(&http, request, "the IdP token endpoint").await?;
     if status != http::StatusCode::OK {
         return Err(error_response(status, &headers, &body));

@@ -606,6 +606,41 @@ impl CrossApp {
 /// then one jwt-bearer request at the MCP authorization server presenting the ID-JAG with Basic
 /// client authentication. Neither the ID token nor the ID-JAG ever reaches the MCP server.
 #[tokio::test]
+async fn an_idp_known_by_its_issuer_is_discovered_once() {
+    // Issue #4: the IdP's token endpoint configured or discovered (RFC 8414 metadata).
+    let x = cross_app(Duration::from_secs(300)).await;
+    let idp = IdentityProvider::discover(
+        &x.idp.url(),
+        ClientAssertion::from_static(x.id_token.clone()),
+    )
+    .unwrap()
+    .insecure_allow_http_loopback()
+    .client(Credentials::public_client("idp-client").unwrap());
+    let creds = Credentials::cross_app_access(
+        idp,
+        Credentials::client_secret_basic("demo-client", "demo-secret").unwrap(),
+    );
+    let svc = service(discovering(&x.mcp, creds).build().unwrap());
+
+    assert_eq!(status_of(&svc, &x.mcp.url(), 1).await, StatusCode::OK);
+    assert_eq!(x.idp.state().token_exchanges(), 1);
+    let exchange = &x.idp.state().recorded()[0];
+    assert_eq!(exchange.param("audience"), Some(x.auth.url().as_str()));
+
+    // Without the loopback switch, the http IdP is refused before any exchange.
+    let strict = IdentityProvider::discover(
+        &x.idp.url(),
+        ClientAssertion::from_static(x.id_token.clone()),
+    )
+    .unwrap();
+    let err = request_id_jag(&strict, &x.auth.url(), Some(&x.mcp.url()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Discovery);
+    assert_eq!(x.idp.state().token_exchanges(), 1);
+}
+
+#[tokio::test]
 async fn cross_app_access_exchanges_the_id_token_then_redeems_the_id_jag() {
     let x = cross_app(Duration::from_secs(300)).await;
     let svc = service(discovering(&x.mcp, x.credentials()).build().unwrap());

@@ -114,12 +114,49 @@ impl ClientAssertion {
     #[cfg(feature = "private-key-jwt")]
     #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
     pub fn signed(key: crate::jwt::PrivateKey) -> Self {
+        Self::signed_with(SigningKey::Fixed(key))
+    }
+
+    /// Assertions signed with the private key in the file at `path` (PEM, DER or JWK, detected
+    /// from the content), re-read whenever the file's modification time changes: a key rotated by
+    /// a secret manager is picked up with no restart. A missing or unusable file fails the token
+    /// request with [`ErrorKind::Credentials`] and nothing is sent.
+    #[cfg(feature = "private-key-jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn signed_from_file(path: impl Into<PathBuf>) -> Self {
+        Self::signed_with(SigningKey::File(Arc::new(KeyFile {
+            path: path.into(),
+            cached: Mutex::new(None),
+        })))
+    }
+
+    #[cfg(feature = "private-key-jwt")]
+    fn signed_with(key: SigningKey) -> Self {
         Self::from_kind(Kind::Signed(Arc::new(Signer {
             key,
+            key_id: None,
+            identity: None,
             lifetime: crate::jwt::DEFAULT_ASSERTION_LIFETIME,
             typ: crate::jwt::TYP_CLIENT_AUTHENTICATION.to_owned(),
             extra: None,
         })))
+    }
+
+    /// For signed assertions: the `kid` header, replacing the key's own. Other sources ignore it.
+    #[cfg(feature = "private-key-jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn key_id(self, kid: impl Into<String>) -> Self {
+        let kid = kid.into();
+        self.map_signer(|s| s.key_id = Some(kid))
+    }
+
+    /// For signed assertions: `iss` and `sub` other than the client id, for servers that register
+    /// clients under another name. Other sources ignore it.
+    #[cfg(feature = "private-key-jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
+    pub fn identity(self, issuer: impl Into<String>, subject: impl Into<String>) -> Self {
+        let identity = (issuer.into(), subject.into());
+        self.map_signer(|s| s.identity = Some(identity))
     }
 
     /// For [`signed`](Self::signed) assertions: how long each is valid (default 120 s). Other
@@ -222,7 +259,11 @@ impl ClientAssertion {
     #[cfg(feature = "private-key-jwt")]
     pub(crate) fn signing_algorithm(&self) -> Option<crate::jwt::SigningAlgorithm> {
         match &self.kind {
-            Kind::Signed(signer) => Some(signer.key.algorithm()),
+            // A key file's algorithm is known only once it is read.
+            Kind::Signed(signer) => match &signer.key {
+                SigningKey::Fixed(key) => Some(key.algorithm()),
+                SigningKey::File(_) => None,
+            },
             _ => None,
         }
     }
@@ -235,7 +276,7 @@ impl ClientAssertion {
     ) -> Result<Assertion, Error> {
         match &self.kind {
             #[cfg(feature = "private-key-jwt")]
-            Kind::Signed(signer) => signer.sign(&ctx, now),
+            Kind::Signed(signer) => signer.sign(&ctx, now).await,
             Kind::Callback(callback) => {
                 let assertion = callback(ctx).await.map_err(|e| {
                     Error::with_source(ErrorKind::Assertion, "the assertion callback failed", e)
@@ -287,25 +328,94 @@ impl fmt::Debug for ClientAssertion {
 #[cfg(feature = "private-key-jwt")]
 #[derive(Clone, Debug)]
 struct Signer {
-    key: crate::jwt::PrivateKey,
+    key: SigningKey,
+    key_id: Option<String>,
+    identity: Option<(String, String)>,
     lifetime: Duration,
     typ: String,
     extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[cfg(feature = "private-key-jwt")]
+#[derive(Clone, Debug)]
+enum SigningKey {
+    Fixed(crate::jwt::PrivateKey),
+    File(Arc<KeyFile>),
+}
+
+/// A private key kept in a file, re-read whenever the file's modification time changes.
+#[cfg(feature = "private-key-jwt")]
+#[derive(Debug)]
+struct KeyFile {
+    path: PathBuf,
+    cached: Mutex<Option<(SystemTime, crate::jwt::PrivateKey)>>,
+}
+
+#[cfg(feature = "private-key-jwt")]
+impl KeyFile {
+    async fn current(&self) -> Result<crate::jwt::PrivateKey, Error> {
+        let path = escape_for_message(&self.path.display().to_string());
+        let unreadable = |e: std::io::Error| {
+            Error::with_source(
+                ErrorKind::Credentials,
+                format!("could not read the private key file {path}"),
+                e,
+            )
+        };
+        let modified = tokio::fs::metadata(&self.path)
+            .await
+            .and_then(|m| m.modified())
+            .map_err(unreadable)?;
+        if let Some((seen, key)) = &*self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+            && *seen == modified
+        {
+            return Ok(key.clone());
+        }
+        let bytes = zeroize::Zeroizing::new(tokio::fs::read(&self.path).await.map_err(unreadable)?);
+        let key = match std::str::from_utf8(&bytes) {
+            Ok(text) if text.trim_start().starts_with('{') => {
+                crate::jwt::PrivateKey::from_jwk(text)
+            }
+            Ok(text) if text.contains("-----BEGIN") => crate::jwt::PrivateKey::from_pem(text),
+            _ => crate::jwt::PrivateKey::from_der(&bytes),
+        }
+        .map_err(|e| {
+            Error::with_source(
+                ErrorKind::Credentials,
+                format!("the private key file {path} is unusable"),
+                e,
+            )
+        })?;
+        tracing::debug!(path = %self.path.display(), algorithm = %key.algorithm(), "private key (re)loaded from file");
+        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some((modified, key.clone()));
+        Ok(key)
+    }
+}
+
+#[cfg(feature = "private-key-jwt")]
 impl Signer {
-    fn sign(&self, ctx: &AssertionContext, now: SystemTime) -> Result<Assertion, Error> {
+    async fn sign(&self, ctx: &AssertionContext, now: SystemTime) -> Result<Assertion, Error> {
         let client_id = ctx.client_id.as_deref().ok_or_else(|| {
             Error::new(
                 ErrorKind::Credentials,
                 "a signed assertion needs a client id",
             )
         })?;
+        let mut key = match &self.key {
+            SigningKey::Fixed(key) => key.clone(),
+            SigningKey::File(file) => file.current().await?,
+        };
+        if let Some(kid) = &self.key_id {
+            key = key.with_kid(kid.as_str());
+        }
         let mut claims = crate::jwt::AssertionClaims::new(client_id, &ctx.audience);
+        if let Some((issuer, subject)) = &self.identity {
+            claims.issuer = issuer;
+            claims.subject = subject;
+        }
         claims.lifetime = self.lifetime;
         claims.extra = self.extra.as_ref();
-        crate::jwt::sign_assertion(&self.key, &claims, &self.typ, now)
+        crate::jwt::sign_assertion(&key, &claims, &self.typ, now)
             .map(Assertion::new)
             .map_err(|e| {
                 Error::with_source(
@@ -467,6 +577,82 @@ mod tests {
             callback.produce(ctx, at(0)).await.is_ok(),
             "another assertion is fine"
         );
+    }
+
+    #[cfg(feature = "private-key-jwt")]
+    #[tokio::test]
+    async fn signing_keys_in_files_are_reread_when_they_change() {
+        let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+        let dir = std::env::temp_dir().join(format!("tcc-keyfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("client.key");
+        let source = ClientAssertion::signed_from_file(&path)
+            .key_id("k1")
+            .identity("svc-iss", "svc-sub");
+        let ctx = AssertionContext {
+            audience: "https://as".into(),
+            token_endpoint: "https://as/token".into(),
+            client_id: Some("client".into()),
+            resource: None,
+        };
+        let header_alg = |jwt: &Assertion| {
+            let header = jwt.expose_secret().split('.').next().unwrap().to_owned();
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+        let claims = |jwt: &Assertion| {
+            let payload = jwt.expose_secret().split('.').nth(1).unwrap().to_owned();
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        };
+
+        let missing = source
+            .produce(ctx.clone(), SystemTime::now())
+            .await
+            .unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::Credentials);
+
+        std::fs::copy(keys.join("p256.pkcs8.pem"), &path).unwrap();
+        let first = source
+            .produce(ctx.clone(), SystemTime::now())
+            .await
+            .unwrap();
+        assert_eq!(header_alg(&first)["alg"], "ES256");
+        assert_eq!(header_alg(&first)["kid"], "k1");
+        assert_eq!(claims(&first)["iss"], "svc-iss");
+        assert_eq!(claims(&first)["sub"], "svc-sub");
+
+        // Rotated to an Ed25519 key (DER), with a later modification time.
+        std::fs::copy(keys.join("ed25519.pkcs8.der"), &path).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let second = source
+            .produce(ctx.clone(), SystemTime::now())
+            .await
+            .unwrap();
+        assert_eq!(header_alg(&second)["alg"], "EdDSA");
+
+        std::fs::write(&path, "not a key").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(10);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let err = source.produce(ctx, SystemTime::now()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Credentials);
+        assert!(!format!("{source:?}").contains("BEGIN"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

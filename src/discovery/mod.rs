@@ -149,6 +149,32 @@ impl Discovery {
         }
     }
 
+    /// The token endpoint in `issuer`'s metadata, validated as for an authorization server
+    /// (used for an enterprise IdP known by its issuer).
+    pub(crate) async fn token_endpoint_of(
+        client: AuthHttpClient,
+        issuer: &str,
+        allow_http_loopback: bool,
+    ) -> Result<Uri, Error> {
+        let uri = parse_url(issuer, "issuer").map_err(|e| discovery_error(e.to_string()))?;
+        let config = DiscoveryConfig {
+            resource_url: issuer.to_owned(),
+            resource_uri: uri,
+            source: Source::Issuer(issuer.to_owned()),
+            expected_issuer: Some(issuer.to_owned()),
+            strict_resource: true,
+            strict_issuer: false,
+            allow_http_loopback,
+            resource_parameter: ResourceParameter::Omit,
+            max_age: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+        };
+        let (_, server) = Self::new(config, client)
+            .server_metadata(issuer, true)
+            .await?;
+        Ok(server.token_endpoint.clone())
+    }
+
     pub(crate) fn config(&self) -> &DiscoveryConfig {
         &self.config
     }
