@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use support::{
-    AssertionClient, AuthServer, AuthServerConfig, CLIENT_KEY_PEM, ID_JAG_TOKEN_TYPE,
+    AssertionClient, AuthServer, AuthServerConfig, CLIENT_KEY_PEM, Capture, ID_JAG_TOKEN_TYPE,
     ID_TOKEN_TYPE, IdpConfig, JWT_BEARER_GRANT, JWT_CLIENT_ASSERTION_TYPE, JwtUse, McpServer,
     RecordedTokenRequest, SIGNATURES_VERIFIED, TOKEN_EXCHANGE_GRANT, TestKey, TokenCheck,
     TokenOverride, TrustedIssuer, basic_authorization, decode_jwt, jsonrpc, new_jti, now_secs,
@@ -1157,27 +1157,6 @@ async fn a_missing_secret_file_is_a_credentials_error() {
 // ---------------------------------------------------------------------------
 // Redaction (REFERENCE R79, R76)
 // ---------------------------------------------------------------------------
-
-/// A `tracing` writer that keeps everything written, to search logs for secrets.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// The parts of a JWT that are its own: the whole, the claims and the signature segments.
 fn jwt_needles(jwt: &str) -> Vec<String> {

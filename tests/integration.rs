@@ -14,7 +14,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use support::{AuthServer, AuthServerConfig, McpServer, TokenOverride, jsonrpc};
+use support::{AuthServer, AuthServerConfig, Capture, McpServer, TokenOverride, jsonrpc};
 use tower::{Service, ServiceBuilder, ServiceExt as _, service_fn};
 use tower_client_credentials::{
     BoxError, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsLayer, ClientSecret,
@@ -564,27 +564,6 @@ async fn extra_params_are_sent() {
         env.auth.state().recorded()[0].param("audience"),
         Some("api://mcp")
     );
-}
-
-/// A `tracing` writer that keeps everything written, to search logs for secrets.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
+use super::WatchedFile;
 use crate::error::{BoxError, Error, ErrorKind, escape_for_message};
 use crate::secret::Assertion;
 
@@ -124,10 +125,10 @@ impl ClientAssertion {
     #[cfg(feature = "private-key-jwt")]
     #[cfg_attr(docsrs, doc(cfg(feature = "private-key-jwt")))]
     pub fn signed_from_file(path: impl Into<PathBuf>) -> Self {
-        Self::signed_with(SigningKey::File(Arc::new(KeyFile {
-            path: path.into(),
-            cached: Mutex::new(None),
-        })))
+        Self::signed_with(SigningKey::File(Arc::new(WatchedFile::new(
+            path.into(),
+            "private key",
+        ))))
     }
 
     #[cfg(feature = "private-key-jwt")]
@@ -340,56 +341,24 @@ struct Signer {
 #[derive(Clone, Debug)]
 enum SigningKey {
     Fixed(crate::jwt::PrivateKey),
-    File(Arc<KeyFile>),
+    File(Arc<WatchedFile<crate::jwt::PrivateKey>>),
 }
 
-/// A private key kept in a file, re-read whenever the file's modification time changes.
+/// A private key file: PEM, DER or JWK, detected from the content.
 #[cfg(feature = "private-key-jwt")]
-#[derive(Debug)]
-struct KeyFile {
-    path: PathBuf,
-    cached: Mutex<Option<(SystemTime, crate::jwt::PrivateKey)>>,
-}
-
-#[cfg(feature = "private-key-jwt")]
-impl KeyFile {
-    async fn current(&self) -> Result<crate::jwt::PrivateKey, Error> {
-        let path = escape_for_message(&self.path.display().to_string());
-        let unreadable = |e: std::io::Error| {
-            Error::with_source(
-                ErrorKind::Credentials,
-                format!("could not read the private key file {path}"),
-                e,
-            )
-        };
-        let modified = tokio::fs::metadata(&self.path)
-            .await
-            .and_then(|m| m.modified())
-            .map_err(unreadable)?;
-        if let Some((seen, key)) = &*self.cached.lock().unwrap_or_else(PoisonError::into_inner)
-            && *seen == modified
-        {
-            return Ok(key.clone());
-        }
-        let bytes = zeroize::Zeroizing::new(tokio::fs::read(&self.path).await.map_err(unreadable)?);
-        let key = match std::str::from_utf8(&bytes) {
-            Ok(text) if text.trim_start().starts_with('{') => {
-                crate::jwt::PrivateKey::from_jwk(text)
-            }
-            Ok(text) if text.contains("-----BEGIN") => crate::jwt::PrivateKey::from_pem(text),
-            _ => crate::jwt::PrivateKey::from_der(&bytes),
-        }
-        .map_err(|e| {
-            Error::with_source(
-                ErrorKind::Credentials,
-                format!("the private key file {path} is unusable"),
-                e,
-            )
-        })?;
-        tracing::debug!(path = %self.path.display(), algorithm = %key.algorithm(), "private key (re)loaded from file");
-        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = Some((modified, key.clone()));
-        Ok(key)
+fn parse_key_file(bytes: &[u8]) -> Result<crate::jwt::PrivateKey, Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.trim_start().starts_with('{') => crate::jwt::PrivateKey::from_jwk(text),
+        Ok(text) if text.contains("-----BEGIN") => crate::jwt::PrivateKey::from_pem(text),
+        _ => crate::jwt::PrivateKey::from_der(bytes),
     }
+    .map_err(|e| {
+        Error::with_source(
+            ErrorKind::Credentials,
+            "the private key file is unusable",
+            e,
+        )
+    })
 }
 
 #[cfg(feature = "private-key-jwt")]
@@ -403,7 +372,7 @@ impl Signer {
         })?;
         let mut key = match &self.key {
             SigningKey::Fixed(key) => key.clone(),
-            SigningKey::File(file) => file.current().await?,
+            SigningKey::File(file) => file.current(parse_key_file).await?,
         };
         if let Some(kid) = &self.key_id {
             key = key.with_kid(kid.as_str());

@@ -123,14 +123,74 @@ enum ClientAuth {
 #[derive(Clone)]
 enum SecretSource {
     Static(ClientSecret),
-    File(Arc<FileSecret>),
+    File(Arc<WatchedFile<ClientSecret>>),
 }
 
-/// A secret kept in a file (a mounted Kubernetes secret, a secret manager's agent), re-read
-/// whenever the file's modification time changes.
-struct FileSecret {
+/// A value kept in a file (a mounted Kubernetes secret, a secret manager's agent, a rotated key),
+/// read again whenever the file's modification time changes.
+pub(crate) struct WatchedFile<T> {
     path: PathBuf,
-    cached: Mutex<Option<(SystemTime, ClientSecret)>>,
+    /// What the file holds, for error messages ("client secret", "private key").
+    what: &'static str,
+    cached: Mutex<Option<(SystemTime, T)>>,
+}
+
+impl<T> fmt::Debug for WatchedFile<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The path and what it holds; never the value.
+        f.debug_struct("WatchedFile")
+            .field("path", &self.path)
+            .field("what", &self.what)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone> WatchedFile<T> {
+    pub(crate) fn new(path: PathBuf, what: &'static str) -> Self {
+        Self {
+            path,
+            what,
+            cached: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The current value: the cached one while the file is unchanged, else `parse` of its bytes
+    /// (which are wiped from memory afterwards).
+    pub(crate) async fn current(
+        &self,
+        parse: impl FnOnce(&[u8]) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let unreadable = |e: std::io::Error| {
+            Error::with_source(
+                ErrorKind::Credentials,
+                format!(
+                    "could not read the {} file {}",
+                    self.what,
+                    escape_for_message(&self.path.display().to_string())
+                ),
+                e,
+            )
+        };
+        let modified = tokio::fs::metadata(&self.path)
+            .await
+            .and_then(|m| m.modified())
+            .map_err(unreadable)?;
+        if let Some((seen, value)) = &*self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+            && *seen == modified
+        {
+            return Ok(value.clone());
+        }
+        let bytes = zeroize::Zeroizing::new(tokio::fs::read(&self.path).await.map_err(unreadable)?);
+        let value = parse(&bytes)?;
+        tracing::debug!(path = %self.path.display(), "{} (re)loaded from file", self.what);
+        *self.cached.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((modified, value.clone()));
+        Ok(value)
+    }
 }
 
 impl SecretSource {
@@ -139,41 +199,23 @@ impl SecretSource {
             SecretSource::Static(secret) => return Ok(secret.clone()),
             SecretSource::File(file) => file,
         };
-        let unreadable = |e: std::io::Error| {
-            Error::with_source(
-                ErrorKind::Credentials,
-                format!(
-                    "could not read the client secret file {}",
-                    escape_for_message(&file.path.display().to_string())
-                ),
-                e,
-            )
-        };
-        let modified = tokio::fs::metadata(&file.path)
-            .await
-            .and_then(|m| m.modified())
-            .map_err(unreadable)?;
-        if let Some((seen, secret)) = &*file.cached.lock().unwrap_or_else(PoisonError::into_inner)
-            && *seen == modified
-        {
-            return Ok(secret.clone());
-        }
-        let text = zeroize::Zeroizing::new(
-            tokio::fs::read_to_string(&file.path)
-                .await
-                .map_err(unreadable)?,
-        );
-        let secret = ClientSecret::new(text.trim_end_matches(['\r', '\n']));
-        if secret.expose_secret().is_empty() {
-            return Err(Error::new(
-                ErrorKind::Credentials,
-                "the client secret file is empty",
-            ));
-        }
-        tracing::debug!(path = %file.path.display(), "client secret (re)loaded from file");
-        *file.cached.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((modified, secret.clone()));
-        Ok(secret)
+        file.current(|bytes| {
+            let text = std::str::from_utf8(bytes).map_err(|_| {
+                Error::new(
+                    ErrorKind::Credentials,
+                    "the client secret file is not UTF-8",
+                )
+            })?;
+            let secret = text.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Credentials,
+                    "the client secret file is empty",
+                ));
+            }
+            Ok(ClientSecret::new(secret))
+        })
+        .await
     }
 }
 
@@ -240,10 +282,7 @@ impl Credentials {
         client_id: impl Into<String>,
         path: impl Into<PathBuf>,
     ) -> Result<Self, ConfigError> {
-        let file = FileSecret {
-            path: path.into(),
-            cached: Mutex::new(None),
-        };
+        let file = WatchedFile::new(path.into(), "client secret");
         Self::with_secret(client_id.into(), SecretSource::File(Arc::new(file)), None)
     }
 
@@ -562,7 +601,7 @@ impl fmt::Debug for Credentials {
         );
         match &self.auth {
             ClientAuth::Secret(SecretSource::File(file), _) => {
-                d.field("secret_file", &file.path);
+                d.field("secret_file", &file.path());
             }
             ClientAuth::Assertion(assertion) => {
                 d.field("assertion", assertion);
