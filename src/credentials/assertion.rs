@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
+#[cfg(feature = "private-key-jwt")]
 use super::WatchedFile;
 use crate::error::{BoxError, Error, ErrorKind, escape_for_message};
 use crate::secret::Assertion;
