@@ -29,6 +29,7 @@ struct MockAs {
     lifetime: Mutex<Option<u64>>,
     script: Mutex<VecDeque<(u16, Vec<(&'static str, &'static str)>, String)>>,
     issued: Mutex<Vec<(String, Instant)>>,
+    delay: Mutex<Duration>,
 }
 
 impl MockAs {
@@ -67,6 +68,8 @@ impl MockAs {
             let mock = Arc::clone(&mock);
             async move {
                 let n = mock.requests.fetch_add(1, Ordering::SeqCst) + 1;
+                let delay = *mock.delay.lock().unwrap();
+                tokio::time::sleep(delay).await;
                 let scripted = mock.script.lock().unwrap().pop_front();
                 let (status, headers, body) = scripted.unwrap_or_else(|| {
                     let token = format!("token-{n}");
@@ -488,4 +491,25 @@ async fn an_unreplayable_body_gets_its_401_back_and_the_next_request_the_new_tok
         StatusCode::OK
     );
     assert_eq!(mock.count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_counts_from_the_start_of_the_token_request() {
+    // Issue #2: a 60 s token whose response took 8 s to arrive has 52 s left, not 60. Refresh
+    // ahead is min(5 min, 30 s) plus up to 20 % jitter, so the next token request starts 24-30 s
+    // after the first one *started*; counted from the response it would start 32-38 s after.
+    let mock = MockAs::new(Some(60));
+    *mock.delay.lock().unwrap() = Duration::from_secs(8);
+    let layer = builder(&mock).build().unwrap();
+    let started = Instant::now();
+    layer.warm_up().await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(8));
+    tokio::time::sleep_until(started + Duration::from_secs(23)).await;
+    assert_eq!(mock.count(), 1, "refreshed too early");
+    tokio::time::sleep_until(started + Duration::from_secs(31)).await;
+    assert_eq!(
+        mock.count(),
+        2,
+        "expiry was counted from the response, not the request start"
+    );
 }
