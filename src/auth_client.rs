@@ -68,16 +68,18 @@ impl AuthHttpClient {
 
     /// The default client: hyper-util's pooled client over HTTP/1.1, with HTTPS through rustls when
     /// the `rustls` feature is on (the default). Plain `http` URLs are refused by configuration
-    /// unless they are loopback and explicitly allowed.
+    /// unless they are loopback and explicitly allowed. Without the `rustls` feature, `https` URLs
+    /// fail to connect (nothing is ever sent unencrypted to an `https` URL).
     pub fn hyper() -> Self {
         use hyper_util::client::legacy::Client;
         use hyper_util::rt::TokioExecutor;
 
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-        http.enforce_http(false);
         http.set_nodelay(true);
         #[cfg(feature = "rustls")]
         {
+            // The TLS connector handles `https` itself and hands the TCP connector only hosts.
+            http.enforce_http(false);
             let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let builder = hyper_rustls::HttpsConnectorBuilder::new();
             match builder.with_provider_and_webpki_roots(provider) {
@@ -95,6 +97,8 @@ impl AuthHttpClient {
                 }
             }
         }
+        // Without TLS, `enforce_http` stays on: an `https` URL fails to connect instead of going
+        // out over plain TCP with the credentials in clear text.
         #[cfg(not(feature = "rustls"))]
         {
             Self::new(Client::builder(TokioExecutor::new()).build(http))
@@ -118,5 +122,58 @@ impl Default for AuthHttpClient {
 impl fmt::Debug for AuthHttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthHttpClient").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without TLS support an `https` URL must fail to connect rather than go out in clear text.
+    #[cfg(not(feature = "rustls"))]
+    #[tokio::test]
+    async fn without_tls_https_urls_are_not_sent_in_clear_text() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = tokio::spawn(async move { listener.accept().await.is_ok() });
+        let mut req = Request::new(Full::new(Bytes::from_static(b"client_secret=s3cr3t")));
+        *req.uri_mut() = format!("https://127.0.0.1:{port}/token").parse().unwrap();
+        assert!(AuthHttpClient::hyper().send(req).await.is_err());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !accepted.is_finished(),
+            "a plain TCP connection was made to an https URL"
+        );
+        accepted.abort();
+    }
+
+    /// With TLS, an `https` URL gets a TLS handshake, never the request bytes in clear text.
+    #[cfg(feature = "rustls")]
+    #[tokio::test]
+    async fn https_urls_get_tls_not_clear_text() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 256];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            buf.truncate(n);
+            buf
+        });
+        let mut req = Request::new(Full::new(Bytes::from_static(b"client_secret=s3cr3t")));
+        *req.uri_mut() = format!("https://127.0.0.1:{port}/token").parse().unwrap();
+        let sent = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            AuthHttpClient::hyper().send(req),
+        );
+        let _ = sent.await;
+        let first_bytes = received.await.unwrap();
+        assert_eq!(
+            first_bytes.first(),
+            Some(&0x16),
+            "expected a TLS handshake record"
+        );
+        assert!(!first_bytes.windows(6).any(|w| w == b"s3cr3t"));
     }
 }
