@@ -70,6 +70,10 @@
 //! - `rustls` (default): HTTPS for authorization traffic through hyper-rustls with the
 //!   `aws-lc-rs` provider and the webpki roots. Without it the default client speaks plain HTTP only, which
 //!   configuration allows for loopback hosts alone; bring your own [`auth_client::AuthHttpClient`].
+//! - `rmcp`: the `rmcp` module, an [rmcp](https://docs.rs/rmcp) (official MCP SDK) client whose
+//!   Streamable HTTP traffic goes through the layer: `rmcp::transport(url, &layer)` for
+//!   `().serve(..)`, or `rmcp::McpHttpClient` for your own stack. rmcp 3.9 with `client` and
+//!   `transport-streamable-http-client` only: no reqwest, no second crypto library.
 //!
 //! # Security
 //!
@@ -101,6 +105,9 @@ pub mod extension;
 pub mod jwt;
 pub mod middleware;
 pub mod retry;
+#[cfg(feature = "rmcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rmcp")))]
+pub mod rmcp;
 mod secret;
 mod target;
 mod token;
