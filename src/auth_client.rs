@@ -13,6 +13,7 @@ use http::{Request, Response};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt as _};
 
@@ -71,38 +72,7 @@ impl AuthHttpClient {
     /// unless they are loopback and explicitly allowed. Without the `rustls` feature, `https` URLs
     /// fail to connect (nothing is ever sent unencrypted to an `https` URL).
     pub fn hyper() -> Self {
-        use hyper_util::client::legacy::Client;
-        use hyper_util::rt::TokioExecutor;
-
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-        http.set_nodelay(true);
-        #[cfg(feature = "rustls")]
-        {
-            // The TLS connector handles `https` itself and hands the TCP connector only hosts.
-            http.enforce_http(false);
-            let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let builder = hyper_rustls::HttpsConnectorBuilder::new();
-            match builder.with_provider_and_webpki_roots(provider) {
-                Ok(builder) => {
-                    let connector = builder.https_or_http().enable_http1().wrap_connector(http);
-                    Self::new(Client::builder(TokioExecutor::new()).build(connector))
-                }
-                // The aws-lc-rs provider always supports the safe default protocol versions; should
-                // that ever change, fall back to plain HTTP, which configuration limits to loopback.
-                Err(err) => {
-                    tracing::error!(error = %err, "rustls setup failed; HTTPS unavailable");
-                    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-                    http.set_nodelay(true);
-                    Self::new(Client::builder(TokioExecutor::new()).build(http))
-                }
-            }
-        }
-        // Without TLS, `enforce_http` stays on: an `https` URL fails to connect instead of going
-        // out over plain TCP with the credentials in clear text.
-        #[cfg(not(feature = "rustls"))]
-        {
-            Self::new(Client::builder(TokioExecutor::new()).build(http))
-        }
+        Self::new(hyper_service())
     }
 
     pub(crate) async fn send(
@@ -111,6 +81,48 @@ impl AuthHttpClient {
     ) -> Result<Response<AuthResponseBody>, BoxError> {
         self.inner.clone().oneshot(req).await
     }
+}
+
+/// The hyper-util client both the authorization traffic and the `rmcp` transport use: pooled,
+/// HTTP/1.1, TLS through rustls (aws-lc-rs provider, webpki roots) with the `rustls` feature.
+pub(crate) type HyperService =
+    BoxCloneSyncService<Request<Full<Bytes>>, Response<Incoming>, BoxError>;
+
+/// Builds the [`HyperService`].
+pub(crate) fn hyper_service() -> HyperService {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    fn boxed<C>(client: Client<C, Full<Bytes>>) -> HyperService
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    {
+        BoxCloneSyncService::new(client.map_err(BoxError::from))
+    }
+
+    #[cfg(feature = "rustls")]
+    {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        // The TLS connector handles `https` itself and hands the TCP connector only hosts.
+        http.enforce_http(false);
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider) {
+            Ok(builder) => {
+                let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+                return boxed(Client::builder(TokioExecutor::new()).build(connector));
+            }
+            // The aws-lc-rs provider always supports the safe default protocol versions; should
+            // that ever change, fall through to plain HTTP, which refuses `https` URLs.
+            Err(err) => tracing::error!(error = %err, "rustls setup failed; HTTPS unavailable"),
+        }
+    }
+    // Without TLS, `enforce_http` stays on: an `https` URL fails to connect instead of going out
+    // over plain TCP with the credentials in clear text.
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    boxed(Client::builder(TokioExecutor::new()).build(http))
 }
 
 impl Default for AuthHttpClient {

@@ -219,49 +219,12 @@ where
     )
 }
 
-/// The hyper-util client behind `layer`, with whichever connector the features give.
+/// The crate's default hyper-util client (the one authorization traffic uses) behind `layer`.
 fn default_service<R>(layer: &ClientCredentialsLayer<R>) -> DefaultService
 where
     R: CloneBody<Full<Bytes>> + Send + Sync + 'static,
 {
-    use hyper_util::client::legacy::Client;
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::rt::TokioExecutor;
-
-    #[cfg(feature = "rustls")]
-    {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_webpki_roots(provider) {
-            Ok(builder) => {
-                let connector = builder.https_or_http().enable_http1().wrap_connector(http);
-                return layered(
-                    layer,
-                    Client::builder(TokioExecutor::new()).build(connector),
-                );
-            }
-            // The aws-lc-rs provider supports the default protocol versions; should that ever
-            // change, fall through to plain HTTP, which refuses `https` URLs.
-            Err(err) => tracing::error!(error = %err, "rustls setup failed; HTTPS unavailable"),
-        }
-    }
-    // `enforce_http` stays on: an `https` URL fails instead of going out in clear text.
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    layered(layer, Client::builder(TokioExecutor::new()).build(http))
-}
-
-fn layered<C, R>(
-    layer: &ClientCredentialsLayer<R>,
-    client: hyper_util::client::legacy::Client<C, Full<Bytes>>,
-) -> DefaultService
-where
-    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
-    R: CloneBody<Full<Bytes>> + Send + Sync + 'static,
-{
-    BoxCloneSyncService::new(layer.layer(client))
+    BoxCloneSyncService::new(layer.layer(crate::auth_client::hyper_service()))
 }
 
 impl<S, B> StreamableHttpClient for McpHttpClient<S>
